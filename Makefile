@@ -1,0 +1,45 @@
+# The two commands a new user needs: `make run` (the embedded default) and `make test`.
+.PHONY: run test bench lint format install
+
+# Use uv from PATH, or install it once into var/tools with the machine's own python3 and pip.
+UV := $(shell command -v uv 2>/dev/null || echo var/tools/bin/uv)
+PY := .venv/bin/python
+
+# The tests run against the production shape: PostgreSQL and Redis. These defaults are the
+# local services; CI sets the same variables.
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
+
+var/tools/bin/uv:
+	python3 -m venv var/tools
+	var/tools/bin/pip install --quiet uv
+
+.venv/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen
+	touch $@
+
+install: .venv/.synced
+
+run: install
+	FC_EMBEDDED=1 $(PY) manage.py migrate --no-input
+	FC_EMBEDDED=1 $(PY) manage.py collectstatic --no-input --verbosity 0
+	FC_EMBEDDED=1 $(PY) manage.py demo
+	FC_EMBEDDED=1 $(PY) manage.py runembedded 127.0.0.1:8000
+
+test: install
+	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} \
+	REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
+	SECRET_KEY=tests-only-not-a-secret \
+	FC_VAR_DIR=$(CURDIR)/var/test \
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: install
+	env -u DATABASE_URL -u REDIS_URL FC_EMBEDDED=1 FC_VAR_DIR=$(CURDIR)/var/bench $(PY) -m bench
+
+lint: install
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: install
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
