@@ -1,0 +1,111 @@
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from .states import ACTIVE_STATES, FINAL_STATES, SLOT_STATES, Mode, State
+
+
+class Application(models.Model):
+    """One application shipped by Fat Controller: a git remote and its merge slot."""
+
+    slug = models.SlugField(unique=True)
+    name = models.CharField(max_length=200)
+    git_remote_url = models.CharField(
+        max_length=500, help_text="Where the branches live; credentials, if any, by SSH keys."
+    )
+    default_branch = models.CharField(max_length=200, default="main")
+    build_command = models.CharField(
+        max_length=500,
+        default="make test",
+        help_text="Run in the candidate checkout, split like a shell would but never by one.",
+    )
+    build_timeout_seconds = models.PositiveIntegerField(default=3600)
+    locked = models.BooleanField(
+        default=False, help_text="A locked application queues deploys but starts none."
+    )
+    lock_reason = models.CharField(max_length=500, blank=True)
+    locked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    locked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class Deploy(models.Model):
+    """One request to ship one branch of one application, by one person, in one mode."""
+
+    application = models.ForeignKey(Application, on_delete=models.PROTECT, related_name="deploys")
+    branch = models.CharField(max_length=200)
+    mode = models.CharField(max_length=20, choices=Mode.choices, default=Mode.DEPLOY)
+    requester = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="deploys"
+    )
+    note = models.CharField(max_length=500, blank=True)
+    state = models.CharField(max_length=30, choices=State.choices, default=State.QUEUED)
+    head_sha = models.CharField(max_length=40, blank=True, help_text="The branch's head merged.")
+    candidate_sha = models.CharField(max_length=40, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True, help_text="When it took the slot.")
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            # The merge slot: the database, not a Python lock, keeps it to one holder.
+            models.UniqueConstraint(
+                fields=["application"],
+                condition=Q(state__in=sorted(SLOT_STATES)),
+                name="one_slot_holder_per_application",
+            ),
+            # One deploy of a branch in flight at a time: a second click queues nothing.
+            models.UniqueConstraint(
+                fields=["application", "branch"],
+                condition=Q(state__in=sorted(ACTIVE_STATES)),
+                name="one_active_deploy_per_branch",
+            ),
+        ]
+        indexes = [models.Index(fields=["application", "state", "id"])]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.application.slug}:{self.branch}"
+
+    @property
+    def is_final(self) -> bool:
+        return self.state in FINAL_STATES
+
+    @property
+    def holds_slot(self) -> bool:
+        return self.state in SLOT_STATES
+
+    @property
+    def candidate_ref(self) -> str:
+        return f"refs/fatcontroller/candidates/{self.pk}"
+
+
+class DeployEvent(models.Model):
+    """What happened to a deploy: every change of state, and notes along the way."""
+
+    deploy = models.ForeignKey(Deploy, on_delete=models.CASCADE, related_name="events")
+    created_at = models.DateTimeField(auto_now_add=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        help_text="Empty when Fat Controller itself acted.",
+    )
+    from_state = models.CharField(max_length=30, choices=State.choices, blank=True)
+    to_state = models.CharField(max_length=30, choices=State.choices)
+    message = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.from_state or '-'} -> {self.to_state}: {self.message[:60]}"

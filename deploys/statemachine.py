@@ -1,0 +1,92 @@
+"""The one way a deploy changes state.
+
+`transition` checks the table in states.py, writes the new state and a DeployEvent in one
+transaction under a row lock, and is safe to call twice: Celery delivers at least once,
+workers die, two workers may race. What follows a change (the next step's task, handing
+the slot on) runs only after the transaction commits.
+"""
+
+import logging
+
+from django.db import transaction
+from django.utils import timezone
+
+from .models import Deploy, DeployEvent
+from .states import FINAL_STATES, State, is_allowed
+
+log = logging.getLogger(__name__)
+
+
+class IllegalTransition(Exception):
+    """The deploy is not in a state from which the requested move is allowed."""
+
+    def __init__(self, deploy: Deploy, to_state: str):
+        self.deploy = deploy
+        self.to_state = to_state
+        super().__init__(
+            f"deploy #{deploy.pk} is {State(deploy.state).label.lower()}: "
+            f"it cannot move to {State(to_state).label.lower()}"
+        )
+
+
+def transition(
+    deploy_id: int,
+    to_state: State,
+    *,
+    actor=None,
+    message: str = "",
+    from_states: frozenset[State] | None = None,
+    **changes,
+) -> tuple[Deploy, bool]:
+    """Move a deploy to `to_state`; returns (deploy, whether anything changed).
+
+    A deploy already in `to_state` is left alone (the second of two identical calls).
+    `from_states` narrows the legal starting states for this caller, e.g. a cancel button.
+    `changes` are more fields written with the state (say candidate_sha).
+    """
+    with transaction.atomic():
+        deploy = Deploy.objects.select_for_update().get(pk=deploy_id)
+        if deploy.state == to_state:
+            return deploy, False
+        if (from_states is not None and deploy.state not in from_states) or not is_allowed(
+            deploy.state, to_state, deploy.mode
+        ):
+            raise IllegalTransition(deploy, to_state)
+
+        from_state = deploy.state
+        now = timezone.now()
+        deploy.state = to_state
+        if from_state == State.QUEUED and to_state != State.CANCELLED:
+            deploy.started_at = now
+        if to_state in FINAL_STATES:
+            deploy.finished_at = now
+        for field, value in changes.items():
+            setattr(deploy, field, value)
+        deploy.save()
+        DeployEvent.objects.create(
+            deploy=deploy, actor=actor, from_state=from_state, to_state=to_state, message=message
+        )
+        log.info("deploy #%s: %s -> %s %s", deploy.pk, from_state, to_state, message)
+        transaction.on_commit(lambda: _after_transition(deploy.pk, deploy.application_id, to_state))
+    return deploy, True
+
+
+def record_event(deploy: Deploy, message: str, *, actor=None) -> DeployEvent:
+    """A note on the timeline that does not change the state."""
+    return DeployEvent.objects.create(
+        deploy=deploy,
+        actor=actor,
+        from_state=deploy.state,
+        to_state=deploy.state,
+        message=message,
+    )
+
+
+def _after_transition(deploy_id: int, application_id: int, to_state: State) -> None:
+    # Imported here: slot and pipeline both call transition().
+    from . import pipeline, slot
+
+    if to_state in FINAL_STATES:
+        slot.advance(application_id)
+    else:
+        pipeline.schedule_step(deploy_id, to_state)

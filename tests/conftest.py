@@ -1,0 +1,80 @@
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from deploys import pipeline
+from deploys.models import Application
+from fatcontroller.demo import create_demo_remote
+
+# The demo's checks without its pauses: the same scripts, so branches pass, fail and flake.
+FAST_BUILD = "sh -c " + shlex.quote(
+    "for check in lint unit integration; do sh checks/$check.sh || exit 1; done"
+)
+
+
+@dataclass
+class SentTasks:
+    """Step tasks sent while a test ran, for tests that drive the pipeline themselves."""
+
+    sent: list[tuple[str, int]] = field(default_factory=list)
+
+    def run_all(self) -> None:
+        """Run the sent steps in this process, in order, until none is left."""
+        from celery import current_app
+
+        current_app.loader.import_default_modules()  # the tasks modules, as a worker would
+        while self.sent:
+            task_name, deploy_id = self.sent.pop(0)
+            current_app.tasks[task_name].apply(args=[deploy_id], throw=True)
+
+
+@pytest.fixture(autouse=True)
+def sent_tasks(request, monkeypatch, settings, tmp_path):
+    """Keep step tasks off the broker unless the test runs a real worker."""
+    settings.FC_WORK_DIR = tmp_path / "work"
+    recorder = SentTasks()
+    if "worker" not in request.fixturenames:
+        monkeypatch.setattr(
+            pipeline, "send_task", lambda name, deploy_id: recorder.sent.append((name, deploy_id))
+        )
+    return recorder
+
+
+@pytest.fixture(scope="session")
+def demo_remote_template(tmp_path_factory) -> Path:
+    return create_demo_remote(tmp_path_factory.mktemp("remotes") / "demo-shop.git")
+
+
+@pytest.fixture
+def demo_remote(tmp_path, demo_remote_template) -> Path:
+    """A fresh copy of the demo's bare remote for each test, so pushes do not leak."""
+    import shutil
+
+    copy = tmp_path / "remote" / "demo-shop.git"
+    shutil.copytree(demo_remote_template, copy)
+    return copy
+
+
+@pytest.fixture
+def user(db):
+    return get_user_model().objects.create_user("alice", password="correct horse battery")
+
+
+@pytest.fixture
+def other_user(db):
+    return get_user_model().objects.create_user("bob", password="correct horse battery")
+
+
+@pytest.fixture
+def application(db, demo_remote) -> Application:
+    return Application.objects.create(
+        slug="demo-shop",
+        name="Demo shop",
+        git_remote_url=str(demo_remote),
+        default_branch="main",
+        build_command=FAST_BUILD,
+        build_timeout_seconds=60,
+    )
