@@ -1,0 +1,136 @@
+"""The local build runner: the application's build command in a subprocess, on this machine.
+
+Output is handed on in chunks while the command runs, so the log grows live. A timeout or an
+abort (the deploy was cancelled) kills the command's whole process group.
+"""
+
+import codecs
+import os
+import queue
+import shlex
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+# The build command comes from the repository under test: it gets a plain environment, never
+# the worker's own (which holds the database URL, the secret key and cloud credentials).
+PASSED_THROUGH_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR")
+
+
+@dataclass(frozen=True)
+class BuildOutcome:
+    passed: bool
+    summary: str
+    exit_code: int | None = None
+    timed_out: bool = False
+    aborted: bool = False
+
+
+def split_command(command: str) -> list[str]:
+    argv = shlex.split(command)
+    if not argv:
+        raise ValueError("the build command is empty")
+    return argv
+
+
+def build_environment(extra: dict[str, str]) -> dict[str, str]:
+    env = {name: os.environ[name] for name in PASSED_THROUGH_ENV if name in os.environ}
+    env.update(extra)
+    return env
+
+
+def run_command(
+    argv: list[str],
+    *,
+    cwd: Path,
+    env: dict[str, str],
+    timeout: float,
+    on_output: Callable[[str], None],
+    should_abort: Callable[[], bool] = lambda: False,
+    flush_every: float = 0.5,
+    abort_check_every: float = 1.0,
+) -> BuildOutcome:
+    try:
+        process = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so a kill reaches its children
+        )
+    except OSError as exc:
+        on_output(f"could not start {argv[0]}: {exc.strerror}\n")
+        return BuildOutcome(passed=False, summary=f"could not start {argv[0]}: {exc.strerror}")
+
+    chunks: queue.Queue[bytes | None] = queue.Queue()
+    reader = threading.Thread(target=_pump, args=(process.stdout, chunks), daemon=True)
+    reader.start()
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    pending: list[str] = []
+    started = time.monotonic()
+    last_flush = last_abort_check = started
+    stopped_because: str | None = None
+
+    def flush() -> None:
+        if pending:
+            on_output("".join(pending))
+            pending.clear()
+
+    while True:
+        try:
+            chunk = chunks.get(timeout=0.1)
+        except queue.Empty:
+            chunk = b""
+        if chunk is None:  # the command closed its output: it is done or nearly so
+            break
+        if chunk:
+            pending.append(decoder.decode(chunk))
+        now = time.monotonic()
+        if now - last_flush >= flush_every:
+            flush()
+            last_flush = now
+        if stopped_because is None and now - started > timeout:
+            stopped_because = "timeout"
+            _kill_group(process)
+        if stopped_because is None and now - last_abort_check >= abort_check_every:
+            last_abort_check = now
+            if should_abort():
+                stopped_because = "abort"
+                _kill_group(process)
+
+    pending.append(decoder.decode(b"", final=True))
+    exit_code = process.wait()
+    if stopped_because == "timeout":
+        pending.append(f"\n[fatcontroller] the build ran over its {timeout:g} s limit: stopped\n")
+    elif stopped_because == "abort":
+        pending.append("\n[fatcontroller] the build was aborted\n")
+    flush()
+
+    if stopped_because == "timeout":
+        return BuildOutcome(False, f"timed out after {timeout:g} s", exit_code, timed_out=True)
+    if stopped_because == "abort":
+        return BuildOutcome(False, "aborted", exit_code, aborted=True)
+    if exit_code == 0:
+        return BuildOutcome(True, "exit code 0", exit_code)
+    return BuildOutcome(False, f"exit code {exit_code}", exit_code)
+
+
+def _pump(stream, chunks: queue.Queue) -> None:
+    try:
+        while data := os.read(stream.fileno(), 65536):
+            chunks.put(data)
+    finally:
+        chunks.put(None)
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass

@@ -1,0 +1,112 @@
+"""What a person can do to deploys: queue, cancel, abandon, retry a build.
+
+Views and the API call these and hold no logic of their own. Bad input raises
+DeployRequestError (field -> messages) and changes nothing; a button pressed in the wrong
+state raises IllegalTransition.
+"""
+
+from django.db import IntegrityError, transaction
+
+from . import slot
+from .git import GitError, InvalidBranchName, validate_branch_name
+from .models import Application, Deploy
+from .pipeline import repository_for, start_build
+from .statemachine import transition
+from .states import ACTIVE_STATES, Mode, State
+
+CANCELLABLE = frozenset({State.QUEUED, State.MERGING, State.BUILDING, State.BUILD_FAILED})
+
+
+class DeployRequestError(Exception):
+    def __init__(self, errors: dict[str, list[str]]):
+        self.errors = errors
+        super().__init__("; ".join(f"{k}: {' '.join(v)}" for k, v in errors.items()))
+
+
+def queue_deploy(*, application: str, branch: str, mode: str, requester, note: str = "") -> Deploy:
+    """Queue `branch` of the application with slug `application`; returns the new deploy."""
+    errors: dict[str, list[str]] = {}
+    app = Application.objects.filter(slug=application).first()
+    if app is None:
+        errors["application"] = [f"There is no application called '{application}'."]
+    if mode not in Mode.values:
+        errors["mode"] = [f"Mode must be one of: {', '.join(Mode.values)}."]
+    try:
+        validate_branch_name(branch)
+    except InvalidBranchName as exc:
+        errors["branch"] = [str(exc)]
+    if len(note) > 500:
+        errors["note"] = ["A note is at most 500 characters."]
+    if not errors:
+        branch_error = _branch_problem(app, branch)
+        if branch_error:
+            errors["branch"] = [branch_error]
+    if errors:
+        raise DeployRequestError(errors)
+
+    try:
+        with transaction.atomic():
+            deploy = Deploy.objects.create(
+                application=app, branch=branch, mode=mode, requester=requester, note=note
+            )
+            slot.record_queued(deploy)
+    except IntegrityError:
+        # Two clicks raced past the check below; the constraint caught the second.
+        raise DeployRequestError({"branch": [_already_active(app, branch)]}) from None
+    transaction.on_commit(lambda: slot.advance(app.pk))
+    return deploy
+
+
+def _branch_problem(app: Application, branch: str) -> str | None:
+    if branch == app.default_branch:
+        return f"{branch} is the default branch: queue a branch to merge into it."
+    if Deploy.objects.filter(application=app, branch=branch, state__in=ACTIVE_STATES).exists():
+        return _already_active(app, branch)
+    try:
+        if not repository_for(app).branch_exists(branch):
+            return f"There is no branch '{branch}' on {app.slug}'s git remote."
+    except GitError as exc:
+        return f"Could not check the branch on the git remote: {exc}"
+    return None
+
+
+def _already_active(app: Application, branch: str) -> str:
+    existing = Deploy.objects.filter(
+        application=app, branch=branch, state__in=ACTIVE_STATES
+    ).first()
+    number = f" as deploy #{existing.pk}" if existing else ""
+    return f"{branch} is already queued or in progress{number}."
+
+
+def cancel(deploy: Deploy, *, actor) -> Deploy:
+    """Cancel a deploy that has not started deploying; a running build is aborted."""
+    deploy, _ = transition(
+        deploy.pk,
+        State.CANCELLED,
+        actor=actor,
+        from_states=CANCELLABLE,
+        message=f"cancelled by {actor}",
+    )
+    return deploy
+
+
+def abandon(deploy: Deploy, *, actor) -> Deploy:
+    """Give up on a failed build and hand the slot on."""
+    deploy, _ = transition(
+        deploy.pk,
+        State.ABANDONED,
+        actor=actor,
+        from_states=frozenset({State.BUILD_FAILED}),
+        message=f"abandoned by {actor} after a failed build",
+    )
+    return deploy
+
+
+def retry_build(deploy: Deploy, *, actor) -> Deploy:
+    """Build the same candidate again, keeping the slot and the history."""
+    return start_build(
+        deploy.pk,
+        actor=actor,
+        from_states=frozenset({State.BUILD_FAILED}),
+        message=f"{actor} asked for the build to run again",
+    )

@@ -1,0 +1,176 @@
+"""The steps a deploy runs through once it holds the slot, one per active state.
+
+Each step is called by a thin Celery task with a deploy that is in the step's state. Steps
+are idempotent: one that runs twice (a redelivered task, a resumed deploy) does the same
+work and makes the same move. A step never moves a deploy that someone else moved
+meanwhile (a cancel): its transition names the state it expects to leave.
+"""
+
+import logging
+
+from celery import current_app
+from django.conf import settings
+from django.db import transaction
+
+from builds.models import Build
+
+from .git import BranchNotFound, GitError, MergeConflict, PushRejected, Repository
+from .models import Application, Deploy
+from .statemachine import transition
+from .states import Mode, State
+
+log = logging.getLogger(__name__)
+
+# The task that runs the step of each state. States missing here wait for a person
+# (build_failed) or are final.
+STEP_TASKS = {
+    State.MERGING: "deploys.tasks.make_candidate",
+    State.BUILDING: "builds.tasks.run_build",
+    State.MERGING_TO_DEFAULT: "deploys.tasks.merge_to_default",
+}
+
+
+class RetryableStepError(Exception):
+    """The step met a passing trouble (the git remote did not answer): run it again later."""
+
+
+def schedule_step(deploy_id: int, state: str) -> None:
+    task_name = STEP_TASKS.get(state)
+    if task_name:
+        send_task(task_name, deploy_id)
+
+
+def send_task(task_name: str, deploy_id: int) -> None:
+    # By name, so this module needs no import of the tasks that import it.
+    current_app.send_task(task_name, args=[deploy_id])
+
+
+def repository_for(application: Application) -> Repository:
+    return Repository(
+        workdir=settings.FC_WORK_DIR / application.slug,
+        remote_url=application.git_remote_url,
+        default_branch=application.default_branch,
+        timeout=settings.FC_GIT_TIMEOUT,
+    )
+
+
+def make_candidate(deploy: Deploy) -> None:
+    """merging: merge the branch into the default branch and push it to the candidate ref."""
+    app = deploy.application
+    leave_merging = frozenset({State.MERGING})
+    try:
+        head_sha, candidate_sha = repository_for(app).make_candidate(
+            deploy.branch,
+            deploy.candidate_ref,
+            message=f"Merge {deploy.branch} into {app.default_branch} (deploy #{deploy.pk})",
+            # The deploy's own time makes the merge commit the same on every run.
+            when=deploy.created_at,
+        )
+    except MergeConflict as exc:
+        transition(
+            deploy.pk,
+            State.MERGE_CONFLICT,
+            from_states=leave_merging,
+            message=(
+                f"{deploy.branch} conflicts with {app.default_branch} in: "
+                f"{', '.join(exc.files)}. Merge {app.default_branch} into the branch, "
+                "resolve, push, and queue again."
+            ),
+        )
+        return
+    except BranchNotFound as exc:
+        transition(deploy.pk, State.FAILED, from_states=leave_merging, message=str(exc))
+        return
+    except GitError as exc:
+        if exc.retryable:
+            raise RetryableStepError(str(exc)) from exc
+        transition(deploy.pk, State.FAILED, from_states=leave_merging, message=str(exc))
+        return
+    start_build(
+        deploy.pk,
+        from_states=leave_merging,
+        message=f"candidate {candidate_sha[:12]}: {deploy.branch} at {head_sha[:12]} "
+        f"merged into {app.default_branch}",
+        head_sha=head_sha,
+        candidate_sha=candidate_sha,
+    )
+
+
+def start_build(deploy_id: int, *, from_states, message: str, actor=None, **changes) -> Deploy:
+    """Move to building and add the next build attempt, together or not at all."""
+    with transaction.atomic():
+        deploy, changed = transition(
+            deploy_id,
+            State.BUILDING,
+            actor=actor,
+            from_states=from_states,
+            message=message,
+            **changes,
+        )
+        if changed:
+            attempts = deploy.builds.count()
+            Build.objects.create(deploy=deploy, attempt=attempts + 1, backend="local")
+    return deploy
+
+
+def build_finished(deploy: Deploy, build: Build, *, passed: bool, summary: str) -> None:
+    """building: move on after a build attempt ended."""
+    leave_building = frozenset({State.BUILDING})
+    if not passed:
+        transition(
+            deploy.pk,
+            State.BUILD_FAILED,
+            from_states=leave_building,
+            message=f"build {build.attempt} failed: {summary}. Retry the build or abandon.",
+        )
+        return
+    if deploy.mode == Mode.MERGE_ONLY:
+        message = f"build {build.attempt} passed; merging without deploying"
+    else:
+        # UNTIL-ECS: the ECS issue replaces this with building -> deploying. Until then a
+        # green deploy-mode candidate is merged, and the timeline says nothing was deployed.
+        message = (
+            f"build {build.attempt} passed; no deploy target is configured, "
+            "so nothing was deployed before merging"
+        )
+    transition(deploy.pk, State.MERGING_TO_DEFAULT, from_states=leave_building, message=message)
+
+
+def merge_to_default(deploy: Deploy) -> None:
+    """merging_to_default: push the candidate to the default branch, never with force."""
+    app = deploy.application
+    final = State.MERGED if deploy.mode == Mode.MERGE_ONLY else State.SUCCEEDED
+    leave = frozenset({State.MERGING_TO_DEFAULT})
+    try:
+        repository_for(app).push_to_default(deploy.candidate_sha)
+    except PushRejected as exc:
+        transition(
+            deploy.pk,
+            State.FAILED,
+            from_states=leave,
+            message=f"{exc} Queue the branch again to build on the new {app.default_branch}.",
+        )
+        return
+    except GitError as exc:
+        if exc.retryable:
+            raise RetryableStepError(str(exc)) from exc
+        transition(deploy.pk, State.FAILED, from_states=leave, message=str(exc))
+        return
+    transition(
+        deploy.pk,
+        final,
+        from_states=leave,
+        message=f"{app.default_branch} is now {deploy.candidate_sha[:12]}",
+    )
+
+
+def fail_after_retries(deploy: Deploy, reason: str) -> None:
+    """A step that kept meeting passing trouble gives up with the reason, never silently."""
+    if deploy.is_final:
+        return
+    transition(
+        deploy.pk,
+        State.FAILED,
+        from_states=frozenset({deploy.state}),
+        message=f"gave up after repeated errors: {reason}",
+    )

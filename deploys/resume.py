@@ -1,0 +1,39 @@
+"""The safety net, run by beat: nothing is lost when a process dies at the wrong moment.
+
+A slot left free with deploys waiting (the handoff died with its process) is handed on, and
+a step that has not moved for FC_STALL_AFTER is given to a worker again; steps are
+idempotent, so running one twice is safe.
+"""
+
+import logging
+
+from django.conf import settings
+from django.utils import timezone
+
+from builds.models import Build, BuildStatus
+
+from . import slot
+from .models import Application, Deploy
+from .pipeline import STEP_TASKS, schedule_step
+from .states import State
+
+log = logging.getLogger(__name__)
+
+
+def resume_deploys() -> None:
+    for application_id in Application.objects.filter(locked=False).values_list("pk", flat=True):
+        slot.advance(application_id)
+
+    stalled_before = timezone.now() - settings.FC_STALL_AFTER
+    stalled = Deploy.objects.filter(state__in=list(STEP_TASKS), updated_at__lt=stalled_before)
+    for deploy in stalled:
+        if deploy.state == State.BUILDING:
+            running = Build.objects.filter(deploy=deploy, status=BuildStatus.RUNNING)
+            if running.filter(heartbeat_at__gte=stalled_before).exists():
+                continue  # a long build, alive and well
+            # The running build's worker died: its attempt would never finish. Give it
+            # back so the step can claim it again.
+            running.update(status=BuildStatus.PENDING)
+        log.warning("deploy #%s stalled in %s: running its step again", deploy.pk, deploy.state)
+        Deploy.objects.filter(pk=deploy.pk).update(updated_at=timezone.now())
+        schedule_step(deploy.pk, deploy.state)

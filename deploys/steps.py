@@ -1,0 +1,29 @@
+"""Running a pipeline step from a Celery task: re-fetch, check the state, call the logic.
+
+Kept apart from tasks.py so the tasks of every app stay a few lines each.
+"""
+
+import logging
+
+from .models import Deploy
+from .pipeline import RetryableStepError, fail_after_retries
+from .statemachine import IllegalTransition
+
+log = logging.getLogger(__name__)
+
+
+def run_step(task, deploy_id: int, expected_state: str, step) -> None:
+    deploy = Deploy.objects.select_related("application").filter(pk=deploy_id).first()
+    if deploy is None or deploy.state != expected_state:
+        # Delivered twice, or moved on (cancelled) since it was queued: nothing to do.
+        log.info("deploy #%s is no longer %s: step skipped", deploy_id, expected_state)
+        return
+    try:
+        step(deploy)
+    except IllegalTransition as exc:
+        log.info("deploy #%s moved on while its step ran: %s", deploy_id, exc)
+    except RetryableStepError as exc:
+        if task.request.retries >= task.max_retries:
+            fail_after_retries(deploy, str(exc))
+            return
+        raise task.retry(exc=exc, countdown=min(2 ** (task.request.retries + 1), 60)) from exc
