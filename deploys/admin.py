@@ -1,0 +1,29 @@
+from django.contrib import admin
+
+from .models import Application, Deploy, DeployEvent
+
+
+@admin.register(Application)
+class ApplicationAdmin(admin.ModelAdmin):
+    list_display = ["slug", "name", "default_branch", "locked", "lock_reason"]
+    search_fields = ["slug", "name"]
+
+
+class DeployEventInline(admin.TabularInline):
+    model = DeployEvent
+    extra = 0
+    readonly_fields = ["created_at", "actor", "from_state", "to_state", "message"]
+    can_delete = False
+
+
+@admin.register(Deploy)
+class DeployAdmin(admin.ModelAdmin):
+    # State changes go through the state machine, never through a form.
+    list_display = ["id", "application", "branch", "mode", "state", "requester", "created_at"]
+    list_filter = ["application", "state", "mode"]
+    search_fields = ["branch"]
+    readonly_fields = [f.name for f in Deploy._meta.fields]
+    inlines = [DeployEventInline]
+
+    def has_add_permission(self, request):
+        return False

@@ -1,0 +1,90 @@
+"""The JSON API. Token or session auth; every view needs a logged-in user."""
+
+from django.db.models import Prefetch
+from django.shortcuts import get_object_or_404
+from rest_framework import status
+from rest_framework.exceptions import ValidationError
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from . import actions, slot
+from .api_errors import Conflict
+from .models import Application, Deploy, DeployEvent
+from .serializers import DeploySerializer, DeploySummarySerializer
+from .statemachine import IllegalTransition
+
+DEPLOY_FIELDS = ("application", "branch", "mode", "note")
+
+
+def deploy_detail(pk: int) -> Deploy:
+    queryset = Deploy.objects.select_related("application", "requester").prefetch_related(
+        "builds", Prefetch("events", DeployEvent.objects.select_related("actor"))
+    )
+    return get_object_or_404(queryset, pk=pk)
+
+
+class DeployListView(APIView):
+    def post(self, request):
+        data = request.data if isinstance(request.data, dict) else {}
+        errors = {
+            field: ["This field is required."]
+            for field in ("application", "branch")
+            if not isinstance(data.get(field), str) or not data.get(field)
+        }
+        errors.update(
+            {
+                field: ["Must be a string."]
+                for field in ("mode", "note")
+                if field in data and not isinstance(data[field], str)
+            }
+        )
+        if errors:
+            raise ValidationError(errors)
+        try:
+            deploy = actions.queue_deploy(
+                application=data["application"],
+                branch=data["branch"],
+                mode=data.get("mode", "deploy"),
+                note=data.get("note", ""),
+                requester=request.user,
+            )
+        except actions.DeployRequestError as exc:
+            raise ValidationError(exc.errors) from None
+        return Response(DeploySerializer(deploy_detail(deploy.pk)).data, status.HTTP_201_CREATED)
+
+
+class DeployDetailView(APIView):
+    def get(self, request, pk: int):
+        return Response(DeploySerializer(deploy_detail(pk)).data)
+
+
+class DeployActionView(APIView):
+    """POST-only buttons: cancel, abandon, retry-build."""
+
+    action = None
+
+    def post(self, request, pk: int):
+        deploy = get_object_or_404(Deploy, pk=pk)
+        try:
+            self.action(deploy, actor=request.user)
+        except IllegalTransition as exc:
+            raise Conflict(str(exc)) from None
+        return Response(DeploySerializer(deploy_detail(pk)).data)
+
+
+class QueueView(APIView):
+    def get(self, request, slug: str):
+        application = get_object_or_404(Application, slug=slug)
+        holder, waiting = slot.queue_of(application)
+        return Response(
+            {
+                "application": application.slug,
+                "locked": application.locked,
+                "lock_reason": application.lock_reason,
+                "holder": DeploySummarySerializer(holder).data if holder else None,
+                "waiting": [
+                    {**DeploySummarySerializer(d).data, "position_in_queue": n}
+                    for n, d in enumerate(waiting, start=1)
+                ],
+            }
+        )

@@ -1,0 +1,24 @@
+from django.urls import path
+
+from . import actions, api
+
+urlpatterns = [
+    path("deploys/", api.DeployListView.as_view(), name="api-deploys"),
+    path("deploys/<int:pk>/", api.DeployDetailView.as_view(), name="api-deploy"),
+    path(
+        "deploys/<int:pk>/cancel/",
+        api.DeployActionView.as_view(action=actions.cancel),
+        name="api-deploy-cancel",
+    ),
+    path(
+        "deploys/<int:pk>/abandon/",
+        api.DeployActionView.as_view(action=actions.abandon),
+        name="api-deploy-abandon",
+    ),
+    path(
+        "deploys/<int:pk>/retry-build/",
+        api.DeployActionView.as_view(action=actions.retry_build),
+        name="api-deploy-retry-build",
+    ),
+    path("applications/<slug:slug>/queue/", api.QueueView.as_view(), name="api-queue"),
+]

@@ -1,0 +1,64 @@
+from rest_framework import serializers
+
+from builds.models import Build
+
+from .models import Deploy, DeployEvent
+from .slot import queue_position
+
+
+class BuildSerializer(serializers.ModelSerializer):
+    url = serializers.CharField(source="external_url")
+
+    class Meta:
+        model = Build
+        fields = ["attempt", "status", "url", "started_at", "finished_at"]
+
+
+class EventSerializer(serializers.BaseSerializer):
+    # A plain mapping: "from" is a Python keyword, so it cannot be a declared field.
+    def to_representation(self, event: DeployEvent) -> dict:
+        return {
+            "time": serializers.DateTimeField().to_representation(event.created_at),
+            "actor": event.actor.get_username() if event.actor else "fatcontroller",
+            "from": event.from_state,
+            "to": event.to_state,
+            "message": event.message,
+        }
+
+
+class DeploySummarySerializer(serializers.ModelSerializer):
+    application = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    requester = serializers.CharField(source="requester.get_username")
+
+    class Meta:
+        model = Deploy
+        fields = [
+            "id",
+            "application",
+            "branch",
+            "mode",
+            "state",
+            "requester",
+            "note",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+
+
+class DeploySerializer(DeploySummarySerializer):
+    position_in_queue = serializers.SerializerMethodField()
+    builds = BuildSerializer(many=True, read_only=True)
+    events = EventSerializer(many=True, read_only=True)
+
+    class Meta(DeploySummarySerializer.Meta):
+        fields = DeploySummarySerializer.Meta.fields + [
+            "position_in_queue",
+            "head_sha",
+            "candidate_sha",
+            "builds",
+            "events",
+        ]
+
+    def get_position_in_queue(self, deploy) -> int | None:
+        return queue_position(deploy)

@@ -1,0 +1,54 @@
+import secrets
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+
+from deploys.models import Application
+from fatcontroller.demo import BUILD_COMMAND, DEMO_SLUG, create_demo_remote
+
+FIRST_USER = "admin"
+
+
+class Command(BaseCommand):
+    help = "Load the demo: a demo application on a local git remote, and a first login."
+
+    def handle(self, *args, **options):
+        remote = create_demo_remote(settings.VAR_DIR / "demo" / "demo-shop.git")
+        app, created = Application.objects.update_or_create(
+            slug=DEMO_SLUG,
+            defaults={
+                "name": "Demo shop",
+                "git_remote_url": str(remote),
+                "default_branch": "main",
+                "build_command": BUILD_COMMAND,
+                "build_timeout_seconds": 300,
+            },
+        )
+        self.stdout.write(
+            f"{'Created' if created else 'Updated'} application {app.slug} ({remote})"
+        )
+        self._first_login()
+
+    def _first_login(self):
+        # The password is kept beside the database (var/, never committed) so every
+        # `make run` can show it again.
+        login_file = settings.VAR_DIR / "first-login.txt"
+        User = get_user_model()
+        if not User.objects.filter(username=FIRST_USER).exists():
+            password = secrets.token_urlsafe(12)
+            User.objects.create_superuser(FIRST_USER, "", password)
+            login_file.write_text(f"{FIRST_USER} {password}\n")
+            login_file.chmod(0o600)
+        if login_file.exists():
+            username, password = login_file.read_text().split()
+            user = User.objects.filter(username=username).first()
+            if user and user.check_password(password):
+                self.stdout.write(
+                    self.style.SUCCESS(f"Log in as {username} with password {password}")
+                )
+                return
+            login_file.unlink()  # the password was changed since: forget the old one
+        self.stdout.write(
+            f"Log in as {FIRST_USER}; reset with: manage.py changepassword {FIRST_USER}"
+        )

@@ -1,0 +1,109 @@
+"""End to end with a real Celery worker on Redis, sharing the test database.
+
+The worker runs in a thread of this process (celery.contrib.testing), so it sees
+pytest-django's test database; the broker is the REDIS_URL that CI sets.
+"""
+
+import subprocess
+import time
+
+import pytest
+from celery.contrib.testing.worker import start_worker
+from django.conf import settings
+from rest_framework.test import APIClient
+
+from deploys.models import Deploy
+from deploys.states import FINAL_STATES, State
+from fatcontroller.celery import app as celery_app
+
+pytestmark = pytest.mark.skipif(
+    not settings.REDIS_URL, reason="needs Redis (make test sets REDIS_URL)"
+)
+
+
+@pytest.fixture
+def worker(transactional_db, settings):
+    settings.DATABASES["default"]["CONN_MAX_AGE"] = 0
+    with celery_app.connection_for_write() as connection:
+        for queue in settings.CELERY_TASK_QUEUES:
+            queue.bind(connection.default_channel).purge()
+    with start_worker(celery_app, perform_ping_check=False, concurrency=1, pool="solo") as w:
+        yield w
+
+
+@pytest.fixture
+def api(user):
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+def wait_for(predicate, timeout=60.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def state_of(deploy_id):
+    return Deploy.objects.get(pk=deploy_id).state
+
+
+def wait_for_state(deploy_id, *states, timeout=60.0):
+    wait_for(lambda: state_of(deploy_id) in states, timeout, f"deploy #{deploy_id} in {states}")
+    return state_of(deploy_id)
+
+
+def remote_main(remote):
+    return subprocess.run(
+        ["git", "rev-parse", "refs/heads/main"], cwd=remote, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def queue(api, branch, mode="merge_only"):
+    response = api.post(
+        "/api/deploys/", {"application": "demo-shop", "branch": branch, "mode": mode}, format="json"
+    )
+    assert response.status_code == 201, response.json()
+    return response.json()["id"]
+
+
+def test_a_merge_only_deploy_queued_by_the_api_lands_on_main(worker, api, application, demo_remote):
+    deploy_id = queue(api, "feature/clean-merge")
+    assert wait_for_state(deploy_id, *FINAL_STATES) == State.MERGED
+    deploy = Deploy.objects.get(pk=deploy_id)
+    assert remote_main(demo_remote) == deploy.candidate_sha
+
+
+def test_three_deploys_go_in_order(worker, api, application, user, other_user):
+    branches = ["feature/clean-merge", "feature/flaky-test", "feature/broken-build"]
+    ids = [queue(api, branch) for branch in branches]
+    wait_for_state(ids[1], State.BUILD_FAILED)  # flaky: its first build fails
+    assert state_of(ids[0]) == State.MERGED
+    assert state_of(ids[2]) == State.QUEUED  # held back by the failed build's slot
+    api.post(f"/api/deploys/{ids[1]}/retry-build/")
+    assert wait_for_state(ids[1], *FINAL_STATES) == State.MERGED
+    assert wait_for_state(ids[2], State.BUILD_FAILED) == State.BUILD_FAILED
+    api.post(f"/api/deploys/{ids[2]}/abandon/")
+    assert wait_for_state(ids[2], *FINAL_STATES) == State.ABANDONED
+    started = list(Deploy.objects.filter(pk__in=ids).order_by("started_at").values_list("pk"))
+    assert [pk for (pk,) in started] == ids
+
+
+def test_a_failing_build_can_be_retried_then_abandoned_releasing_the_slot(worker, api, application):
+    broken = queue(api, "feature/broken-build")
+    waiting = queue(api, "feature/clean-merge")
+    wait_for_state(broken, State.BUILD_FAILED)
+    api.post(f"/api/deploys/{broken}/retry-build/")
+    wait_for(
+        lambda: Deploy.objects.get(pk=broken).builds.filter(status="failed").count() == 2,
+        what="the second build to fail",
+    )
+    wait_for_state(broken, State.BUILD_FAILED)
+    assert state_of(waiting) == State.QUEUED
+    response = api.post(f"/api/deploys/{broken}/abandon/")
+    assert response.status_code == 200
+    assert wait_for_state(waiting, *FINAL_STATES) == State.MERGED
