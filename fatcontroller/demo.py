@@ -6,6 +6,7 @@ demo's builds pass, fail and flake for real.
 
 import os
 import subprocess
+import tempfile
 from pathlib import Path
 
 DEMO_SLUG = "demo-shop"
@@ -72,16 +73,20 @@ def create_demo_remote(remote: Path) -> Path:
     """Create the bare remote at `remote` (once) and return it."""
     if (remote / "HEAD").exists():
         return remote
-    work = remote.parent / (remote.name + ".seed")
-    _git(remote.parent, "init", "--bare", "--initial-branch=main", str(remote))
-    _git(remote.parent, "init", "--initial-branch=main", str(work))
-    _commit(work, "Start the demo shop", MAIN_FILES)
-    for branch, (message, files) in BRANCHES.items():
-        _git(work, "checkout", "-q", "-b", branch, "main")
-        _commit(work, message, files)
-    _git(work, "checkout", "-q", "main")
-    _commit(work, *MAIN_AFTER_BRANCHES)
-    _git(work, "push", "-q", str(remote), "--all")
+    remote.parent.mkdir(parents=True, exist_ok=True)
+    # Built aside and moved into place, so a run stopped halfway leaves nothing half made.
+    with tempfile.TemporaryDirectory(dir=remote.parent) as scratch:
+        bare, work = Path(scratch) / "remote.git", Path(scratch) / "seed"
+        _git(Path(scratch), "init", "-q", "--bare", "--initial-branch=main", str(bare))
+        _git(Path(scratch), "init", "-q", "--initial-branch=main", str(work))
+        _commit(work, "Start the demo shop", MAIN_FILES)
+        for branch, (message, files) in BRANCHES.items():
+            _git(work, "checkout", "-q", "-b", branch, "main")
+            _commit(work, message, files)
+        _git(work, "checkout", "-q", "main")
+        _commit(work, *MAIN_AFTER_BRANCHES)
+        _git(work, "push", "-q", str(bare), "--all")
+        bare.rename(remote)
     return remote
 
 
