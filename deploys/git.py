@@ -361,6 +361,18 @@ class Repository:
             result, f"push to {self.default_branch} on {self._url}", result.stdout + result.stderr
         )
 
+    def is_on_default(self, sha: str) -> bool:
+        """Whether origin's default branch already contains the commit."""
+        if not _SHA.fullmatch(sha):
+            raise ValueError(f"expected a full commit sha, not {sha!r}")
+        with self._locked():
+            self._sync()
+            base = self._require_remote_branch(self.default_branch)
+            if self._commit_sha(sha) is None:
+                return False
+            result = self._git("merge-base", "--is-ancestor", sha, base, check=False)
+        return result.returncode == 0
+
     def commits_not_on_default(self, sha: str, limit: int = 50) -> list[dict]:
         """Commits in sha that origin's default branch lacks, newest first, merges left out."""
         revision = _validate_revision(sha)

@@ -141,9 +141,19 @@ def merge_to_default(deploy: Deploy) -> None:
     app = deploy.application
     final = State.MERGED if deploy.mode == Mode.MERGE_ONLY else State.SUCCEEDED
     leave = frozenset({State.MERGING_TO_DEFAULT})
+    repository = repository_for(app)
     try:
-        repository_for(app).push_to_default(deploy.candidate_sha)
+        repository.push_to_default(deploy.candidate_sha)
     except PushRejected as exc:
+        if _already_merged(repository, deploy.candidate_sha):
+            # This step ran before and pushed, then others pushed on top: it is merged.
+            transition(
+                deploy.pk,
+                final,
+                from_states=leave,
+                message=f"{deploy.candidate_sha[:12]} is already on {app.default_branch}",
+            )
+            return
         transition(
             deploy.pk,
             State.FAILED,
@@ -162,6 +172,13 @@ def merge_to_default(deploy: Deploy) -> None:
         from_states=leave,
         message=f"{app.default_branch} is now {deploy.candidate_sha[:12]}",
     )
+
+
+def _already_merged(repository: Repository, sha: str) -> bool:
+    try:
+        return repository.is_on_default(sha)
+    except GitError:
+        return False
 
 
 def fail_after_retries(deploy: Deploy, reason: str) -> None:

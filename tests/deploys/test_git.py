@@ -574,3 +574,14 @@ def test_an_empty_folder_becomes_a_clone(remote):
     repo = remote.repository()
     repo.workdir.mkdir()
     assert repo.head_of("main") == remote.sha("refs/heads/main")
+
+
+def test_is_on_default_tells_a_pushed_candidate_from_one_not_yet_pushed(remote):
+    repo = remote.repository()
+    _, candidate = repo.make_candidate("feature/clean", CANDIDATE, "Deploy #42", WHEN)
+    assert not repo.is_on_default(candidate)
+    repo.push_to_default(candidate)
+    assert repo.is_on_default(candidate)
+    assert not repo.is_on_default("0" * 40)
+    with pytest.raises(ValueError):
+        repo.is_on_default("main")

@@ -161,23 +161,10 @@ def test_a_step_run_twice_does_the_work_once(
 def test_the_default_branch_moving_before_the_push_fails_clearly(
     application, user, sent_tasks, demo_remote, tmp_path, django_capture_on_commit_callbacks
 ):
-    with django_capture_on_commit_callbacks(execute=True):
-        deploy = queue(application, user, "feature/clean-merge")
-    # Make the candidate and build it, but stop before merging to main.
-    for _ in range(2):
-        with django_capture_on_commit_callbacks(execute=True):
-            sent_tasks.run_all()
-    deploy.refresh_from_db()
-    assert deploy.state == State.MERGING_TO_DEFAULT
-
-    other = tmp_path / "someone-else"
-    subprocess.run(["git", "clone", "-q", str(demo_remote), str(other)], check=True)
-    (other / "hotfix.txt").write_text("urgent\n")
-    git = ["git", "-c", "user.name=Someone", "-c", "user.email=someone@example.com"]
-    subprocess.run([*git, "add", "hotfix.txt"], cwd=other, check=True)
-    subprocess.run([*git, "commit", "-q", "-m", "Hotfix"], cwd=other, check=True)
-    subprocess.run(["git", "push", "-q", "origin", "HEAD:main"], cwd=other, check=True)
-    hotfix = remote_head(demo_remote)
+    deploy = ship_to_merging_to_default(
+        application, user, sent_tasks, django_capture_on_commit_callbacks
+    )
+    hotfix = push_a_hotfix(demo_remote, tmp_path)
 
     with django_capture_on_commit_callbacks(execute=True):
         sent_tasks.run_all()
@@ -185,3 +172,44 @@ def test_the_default_branch_moving_before_the_push_fails_clearly(
     assert deploy.state == State.FAILED
     assert "Queue the branch again" in deploy.events.last().message
     assert remote_head(demo_remote) == hotfix  # never forced
+
+
+def test_a_merge_step_run_again_after_others_pushed_on_top_still_ends_merged(
+    application, user, sent_tasks, demo_remote, tmp_path, django_capture_on_commit_callbacks
+):
+    """The worker pushed, died before recording it, and main moved on before the retry."""
+    from deploys import pipeline
+
+    deploy = ship_to_merging_to_default(
+        application, user, sent_tasks, django_capture_on_commit_callbacks
+    )
+    pipeline.repository_for(application).push_to_default(deploy.candidate_sha)
+    push_a_hotfix(demo_remote, tmp_path)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        sent_tasks.run_all()
+    deploy.refresh_from_db()
+    assert deploy.state == State.MERGED
+    assert "already on main" in deploy.events.last().message
+
+
+def ship_to_merging_to_default(application, user, sent_tasks, capture):
+    with capture(execute=True):
+        deploy = queue(application, user, "feature/clean-merge")
+    for _ in range(2):  # make the candidate, build it; stop before merging to main
+        with capture(execute=True):
+            sent_tasks.run_all()
+    deploy.refresh_from_db()
+    assert deploy.state == State.MERGING_TO_DEFAULT
+    return deploy
+
+
+def push_a_hotfix(remote, tmp_path) -> str:
+    other = tmp_path / "someone-else"
+    subprocess.run(["git", "clone", "-q", str(remote), str(other)], check=True)
+    (other / "hotfix.txt").write_text("urgent\n")
+    git = ["git", "-c", "user.name=Someone", "-c", "user.email=someone@example.com"]
+    subprocess.run([*git, "add", "hotfix.txt"], cwd=other, check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "Hotfix"], cwd=other, check=True)
+    subprocess.run(["git", "push", "-q", "origin", "HEAD:main"], cwd=other, check=True)
+    return remote_head(remote)
