@@ -14,7 +14,7 @@ from django.db import transaction
 
 from builds.models import Build
 
-from .git import BranchNotFound, GitError, MergeConflict, PushRejected, Repository
+from .git import GitError, MergeConflict, PushRejected, Repository
 from .models import Application, Deploy
 from .statemachine import transition
 from .states import Mode, State
@@ -78,13 +78,8 @@ def make_candidate(deploy: Deploy) -> None:
             ),
         )
         return
-    except BranchNotFound as exc:
-        transition(deploy.pk, State.FAILED, from_states=leave_merging, message=str(exc))
-        return
-    except GitError as exc:
-        if exc.retryable:
-            raise RetryableStepError(str(exc)) from exc
-        transition(deploy.pk, State.FAILED, from_states=leave_merging, message=str(exc))
+    except GitError as exc:  # a missing branch, an unreachable remote
+        fail_or_retry(deploy, exc, leaving=leave_merging)
         return
     start_build(
         deploy.pk,
@@ -162,9 +157,7 @@ def merge_to_default(deploy: Deploy) -> None:
         )
         return
     except GitError as exc:
-        if exc.retryable:
-            raise RetryableStepError(str(exc)) from exc
-        transition(deploy.pk, State.FAILED, from_states=leave, message=str(exc))
+        fail_or_retry(deploy, exc, leaving=leave)
         return
     transition(
         deploy.pk,
@@ -172,6 +165,13 @@ def merge_to_default(deploy: Deploy) -> None:
         from_states=leave,
         message=f"{app.default_branch} is now {deploy.candidate_sha[:12]}",
     )
+
+
+def fail_or_retry(deploy: Deploy, exc: GitError, *, leaving: frozenset[State]) -> None:
+    """Passing trouble is tried again later; anything else fails the deploy with the reason."""
+    if exc.retryable:
+        raise RetryableStepError(str(exc)) from exc
+    transition(deploy.pk, State.FAILED, from_states=leaving, message=str(exc))
 
 
 def _already_merged(repository: Repository, sha: str) -> bool:

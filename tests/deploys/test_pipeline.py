@@ -213,3 +213,19 @@ def push_a_hotfix(remote, tmp_path) -> str:
     subprocess.run([*git, "commit", "-q", "-m", "Hotfix"], cwd=other, check=True)
     subprocess.run(["git", "push", "-q", "origin", "HEAD:main"], cwd=other, check=True)
     return remote_head(remote)
+
+
+def test_a_branch_deleted_after_queueing_fails_the_deploy_clearly(
+    application, user, drive, django_capture_on_commit_callbacks, demo_remote
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        deploy = queue(application, user, "feature/clean-merge")
+        subprocess.run(
+            ["git", "update-ref", "-d", "refs/heads/feature/clean-merge"],
+            cwd=demo_remote,
+            check=True,
+        )
+    drive()
+    deploy.refresh_from_db()
+    assert deploy.state == State.FAILED
+    assert "does not exist" in deploy.events.last().message
