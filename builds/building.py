@@ -39,32 +39,31 @@ def run_build(deploy: Deploy) -> None:
     app = deploy.application
     try:
         argv = split_command(app.build_command)
-        workdir = repository_for(app).workdir
-        repository_for(app).checkout(deploy.candidate_sha)
+        with repository_for(app).checked_out(deploy.candidate_sha) as workdir:
+            build.append_log(f"[fatcontroller] $ {app.build_command}\n")
+            outcome = run_command(
+                argv,
+                cwd=workdir,
+                env=build_environment(
+                    {
+                        "FC_DEPLOY_ID": str(deploy.pk),
+                        "FC_BUILD_ATTEMPT": str(build.attempt),
+                        "FC_CANDIDATE_SHA": deploy.candidate_sha,
+                        "FC_CANDIDATE_REF": deploy.candidate_ref,
+                        "FC_BRANCH": deploy.branch,
+                    }
+                ),
+                timeout=app.build_timeout_seconds,
+                on_output=lambda text: build.append_log(text.replace("\x00", "")),
+                should_abort=lambda: _beat_and_check_abort(build, deploy.pk),
+                flush_every=settings.FC_BUILD_LOG_FLUSH_SECONDS,
+                abort_check_every=0.5,
+            )
     except (ValueError, GitError) as exc:
         build.append_log(f"[fatcontroller] could not prepare the build: {exc}\n")
         finish(build, BuildStatus.ERROR)
         build_finished(deploy, build, passed=False, summary=f"could not prepare the build: {exc}")
         return
-
-    build.append_log(f"[fatcontroller] $ {app.build_command}\n")
-    outcome = run_command(
-        argv,
-        cwd=workdir,
-        env=build_environment(
-            {
-                "FC_DEPLOY_ID": str(deploy.pk),
-                "FC_BUILD_ATTEMPT": str(build.attempt),
-                "FC_CANDIDATE_SHA": deploy.candidate_sha,
-                "FC_CANDIDATE_REF": deploy.candidate_ref,
-                "FC_BRANCH": deploy.branch,
-            }
-        ),
-        timeout=app.build_timeout_seconds,
-        on_output=lambda text: build.append_log(text.replace("\x00", "")),
-        should_abort=lambda: _beat_and_check_abort(build, deploy.pk),
-        flush_every=settings.FC_BUILD_LOG_FLUSH_SECONDS,
-    )
     if outcome.aborted:
         finish(build, BuildStatus.ABORTED)
         return

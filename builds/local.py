@@ -82,27 +82,51 @@ def run_command(
             on_output("".join(pending))
             pending.clear()
 
+    output_open = True
+    try:
+        while process.poll() is None:
+            if output_open:
+                try:
+                    chunk = chunks.get(timeout=0.1)
+                except queue.Empty:
+                    chunk = b""
+                if chunk is None:
+                    output_open = False  # it may still run, writing elsewhere
+                elif chunk:
+                    pending.append(decoder.decode(chunk))
+            else:
+                try:
+                    process.wait(timeout=0.1)
+                except subprocess.TimeoutExpired:
+                    pass
+            now = time.monotonic()
+            if now - last_flush >= flush_every:
+                flush()
+                last_flush = now
+            if stopped_because is None and now - started > timeout:
+                stopped_because = "timeout"
+                _kill_group(process)
+            if stopped_because is None and now - last_abort_check >= abort_check_every:
+                last_abort_check = now
+                if should_abort():
+                    stopped_because = "abort"
+                    _kill_group(process)
+    except BaseException:
+        # Nobody would watch it any more: it must not run on unseen.
+        _kill_group(process)
+        raise
+
+    # The command is done; whatever it left running in its group goes with it, which also
+    # closes the output a background child may have held open.
+    _kill_group(process)
+    reader.join(timeout=5)
     while True:
         try:
-            chunk = chunks.get(timeout=0.1)
+            chunk = chunks.get_nowait()
         except queue.Empty:
-            chunk = b""
-        if chunk is None:  # the command closed its output: it is done or nearly so
             break
         if chunk:
             pending.append(decoder.decode(chunk))
-        now = time.monotonic()
-        if now - last_flush >= flush_every:
-            flush()
-            last_flush = now
-        if stopped_because is None and now - started > timeout:
-            stopped_because = "timeout"
-            _kill_group(process)
-        if stopped_because is None and now - last_abort_check >= abort_check_every:
-            last_abort_check = now
-            if should_abort():
-                stopped_because = "abort"
-                _kill_group(process)
 
     pending.append(decoder.decode(b"", final=True))
     exit_code = process.wait()

@@ -338,6 +338,18 @@ class Repository:
         with self._locked():
             self._checkout_detached(self._fetch_commit(revision))
 
+    @contextmanager
+    def checked_out(self, sha_or_ref: str) -> Iterator[Path]:
+        """Check out a commit and keep the clone to this block alone (a build runs in it).
+
+        Nothing else touches the clone until the block ends: a cancelled build still dying
+        cannot have the next deploy's candidate checked out from under it.
+        """
+        revision = _validate_revision(sha_or_ref)
+        with self._locked():
+            self._checkout_detached(self._fetch_commit(revision))
+            yield self.workdir
+
     def push_to_default(self, candidate_sha: str) -> None:
         """Fast-forward origin's default branch to the candidate, or raise PushRejected."""
         if not _SHA.fullmatch(candidate_sha):
