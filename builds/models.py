@@ -48,6 +48,11 @@ class Build(models.Model):
     def is_finished(self) -> bool:
         return self.status in FINISHED_BUILD_STATUSES
 
+    @property
+    def link_url(self) -> str:
+        """external_url when it is safe to put in a link (no javascript: or data: URLs)."""
+        return self.external_url if self.external_url.startswith(("https://", "http://")) else ""
+
     def append_log(self, text: str) -> None:
         """Append in the database, so the log is never read whole to grow it."""
         Build.objects.filter(pk=self.pk).update(log=Concat(F("log"), Value(text)))

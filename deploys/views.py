@@ -81,12 +81,16 @@ def _button(action, done: str):
     @require_POST
     def view(request, pk: int):
         deploy = get_object_or_404(Deploy, pk=pk)
+        state_before = deploy.state
         try:
-            action(deploy, actor=request.user)
+            after = action(deploy, actor=request.user)
         except IllegalTransition as exc:
             messages.error(request, str(exc))
         else:
-            messages.success(request, done)
+            if after.state == state_before:  # a double click, or a page out of date
+                messages.info(request, f"Nothing to do: it is already {after.get_state_display()}.")
+            else:
+                messages.success(request, done)
         return redirect("deploy", pk=pk)
 
     return view
