@@ -43,6 +43,12 @@ def sent_tasks(request, monkeypatch, settings, tmp_path):
     return recorder
 
 
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    # The real hasher is slow on purpose; tests make many users.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture(scope="session")
 def demo_remote_template(tmp_path_factory) -> Path:
     return create_demo_remote(tmp_path_factory.mktemp("remotes") / "demo-shop.git")
