@@ -43,6 +43,21 @@ def sent_tasks(request, monkeypatch, settings, tmp_path):
     return recorder
 
 
+@pytest.fixture
+def drive(sent_tasks, django_capture_on_commit_callbacks):
+    """Run every step the deploys ask for until they rest, as a worker would."""
+
+    def run():
+        for _ in range(20):
+            with django_capture_on_commit_callbacks(execute=True):
+                sent_tasks.run_all()
+            if not sent_tasks.sent:
+                return
+        raise AssertionError(f"the pipeline did not come to rest: {sent_tasks.sent}")
+
+    return run
+
+
 @pytest.fixture(autouse=True)
 def fast_password_hashing(settings):
     # The real hasher is slow on purpose; tests make many users.

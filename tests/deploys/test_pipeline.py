@@ -36,20 +36,6 @@ def queue(application, user, branch, mode=Mode.MERGE_ONLY):
     )
 
 
-@pytest.fixture
-def drive(sent_tasks, django_capture_on_commit_callbacks):
-    """Run every step the deploys ask for until they rest, as a worker would."""
-
-    def run():
-        for _ in range(20):
-            with django_capture_on_commit_callbacks(execute=True):
-                sent_tasks.run_all()
-            if not sent_tasks.sent:
-                return
-
-    return run
-
-
 def queue_and_drive(application, user, branch, drive, django_capture_on_commit_callbacks, **kw):
     with django_capture_on_commit_callbacks(execute=True):
         deploy = queue(application, user, branch, **kw)

@@ -29,21 +29,6 @@ def logged_in(client, user):
     return client
 
 
-@pytest.fixture
-def drive(sent_tasks, django_capture_on_commit_callbacks):
-    """Run every step the deploys ask for until they rest, as a worker would."""
-
-    def run():
-        for _ in range(20):
-            with django_capture_on_commit_callbacks(execute=True):
-                sent_tasks.run_all()
-            if not sent_tasks.sent:
-                return
-        raise AssertionError(f"the pipeline did not come to rest: {sent_tasks.sent}")
-
-    return run
-
-
 def queue(application, user, branch, mode=Mode.MERGE_ONLY, note=""):
     return actions.queue_deploy(
         application=application.slug, branch=branch, mode=mode, requester=user, note=note
