@@ -1,3 +1,5 @@
+import re
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -20,6 +22,22 @@ class Application(models.Model):
         help_text="Run in the candidate checkout, split like a shell would but never by one.",
     )
     build_timeout_seconds = models.PositiveIntegerField(default=3600)
+    build_backend = models.CharField(
+        max_length=20,
+        choices=[("local", "Local build runner"), ("jenkins", "Jenkins")],
+        default="local",
+        help_text="Jenkins needs JENKINS_URL, JENKINS_USER and JENKINS_TOKEN in the environment.",
+    )
+    jenkins_job = models.CharField(
+        max_length=200, blank=True, help_text="The parameterized job; empty means the slug."
+    )
+    build_hold_minutes = models.PositiveIntegerField(
+        default=10,
+        help_text="How long a failed build keeps the slot for its owner to retry or abandon.",
+    )
+    build_auto_retries = models.PositiveIntegerField(
+        default=0, help_text="Failed builds retried automatically before holding the slot."
+    )
     locked = models.BooleanField(
         default=False, help_text="A locked application queues deploys but starts none."
     )
@@ -34,6 +52,15 @@ class Application(models.Model):
 
     def __str__(self) -> str:
         return self.slug
+
+    @property
+    def jenkins_job_name(self) -> str:
+        return self.jenkins_job or self.slug
+
+    @property
+    def hook_secret_variable(self) -> str:
+        """The environment variable holding this application's build notification secret."""
+        return "FC_HOOK_SECRET_" + re.sub(r"[^A-Z0-9]", "_", self.slug.upper())
 
 
 class Deploy(models.Model):
@@ -53,6 +80,9 @@ class Deploy(models.Model):
     started_at = models.DateTimeField(null=True, blank=True, help_text="When it took the slot.")
     finished_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
+    held_until = models.DateTimeField(
+        null=True, blank=True, help_text="A failed build keeps the slot until then."
+    )
 
     class Meta:
         ordering = ["-id"]

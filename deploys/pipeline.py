@@ -103,9 +103,19 @@ def start_build(deploy_id: int, *, from_states, message: str, actor=None, **chan
             **changes,
         )
         if changed:
-            attempts = deploy.builds.count()
-            Build.objects.create(deploy=deploy, attempt=attempts + 1, backend="local")
+            add_build_attempt(deploy)
     return deploy
+
+
+def add_build_attempt(deploy: Deploy) -> Build:
+    """The next attempt at building the deploy's candidate; earlier attempts stay as history."""
+    return Build.objects.create(
+        deploy=deploy,
+        attempt=deploy.builds.count() + 1,
+        backend=deploy.application.build_backend,
+        # One tag per candidate: a retry rebuilds the same commit under the same tag.
+        image_tag=deploy.candidate_sha[:12],
+    )
 
 
 def build_finished(deploy: Deploy, build: Build, *, passed: bool, summary: str) -> None:

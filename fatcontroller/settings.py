@@ -180,6 +180,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "deploys.tasks.resume_deploys",
         "schedule": timedelta(seconds=env.int("FC_RESUME_INTERVAL", default=30)),
     },
+    "poll-builds": {
+        "task": "builds.tasks.poll_builds",
+        "schedule": timedelta(seconds=env.float("FC_BUILD_POLL_SECONDS", default=5.0)),
+    },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
@@ -189,6 +193,16 @@ FC_GIT_TIMEOUT = env.float("FC_GIT_TIMEOUT", default=120.0)
 # A step that has not moved for this long is handed to a worker again (steps are idempotent).
 FC_STALL_AFTER = timedelta(seconds=env.int("FC_STALL_AFTER", default=600))
 FC_BUILD_LOG_FLUSH_SECONDS = env.float("FC_BUILD_LOG_FLUSH_SECONDS", default=0.5)
+# A build log keeps its last this many characters; what was cut is counted and said.
+FC_BUILD_LOG_MAX_CHARS = env.int("FC_BUILD_LOG_MAX_CHARS", default=2_000_000)
+# The safety net for a missed Jenkins notification, and what keeps a Jenkins log live.
+FC_BUILD_POLL_SECONDS = env.float("FC_BUILD_POLL_SECONDS", default=5.0)
+
+# Jenkins, for applications whose build backend is Jenkins. Credentials only from here.
+JENKINS_URL = env.str("JENKINS_URL", default="")
+JENKINS_USER = env.str("JENKINS_USER", default="")
+JENKINS_TOKEN = env.str("JENKINS_TOKEN", default="")
+JENKINS_TIMEOUT = env.float("JENKINS_TIMEOUT", default=10.0)
 
 LOGGING = {
     "version": 1,
