@@ -1,5 +1,7 @@
 from django.urls import path
 
+from builds import api as builds_api
+
 from . import actions, api
 
 urlpatterns = [
@@ -19,6 +21,11 @@ urlpatterns = [
         "deploys/<int:pk>/retry-build/",
         api.DeployActionView.as_view(action=actions.retry_build),
         name="api-deploy-retry-build",
+    ),
+    path(
+        "deploys/<int:pk>/builds/<int:attempt>/log",
+        builds_api.BuildLogView.as_view(),
+        name="api-build-log",
     ),
     path("applications/<slug:slug>/queue/", api.QueueView.as_view(), name="api-queue"),
 ]

@@ -5,6 +5,7 @@ from django.db.models import Prefetch
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from builds.logs import log_tail, with_log_tail
 from builds.models import Build
 
 from . import actions, slot
@@ -58,18 +59,22 @@ def _form_errors(form) -> str:
 
 
 def deploy_page(request, pk: int):
+    # Each build comes with the end of its log, read in the same query: never the whole log,
+    # and no query per build.
     deploy = get_object_or_404(
         Deploy.objects.select_related("application", "requester").prefetch_related(
             Prefetch("events", DeployEvent.objects.select_related("actor")),
-            Prefetch("builds", Build.objects.order_by("attempt")),
+            Prefetch("builds", with_log_tail(Build.objects.order_by("attempt"))),
         ),
         pk=pk,
     )
+    builds = [{"build": build, "log": log_tail(build)} for build in deploy.builds.all()]
     return render(
         request,
         "deploys/deploy.html",
         {
             "deploy": deploy,
+            "builds": builds,
             "position": slot.queue_position(deploy),
             "can_cancel": deploy.state in actions.CANCELLABLE,
             "can_retry": deploy.state == "build_failed",
