@@ -43,11 +43,15 @@ class BuildSpec:
 
 @dataclass(frozen=True)
 class BuildReport:
-    """Where a started build is. `passed` is None until it has finished."""
+    """Where a started build is. `passed` is None until it has finished.
+
+    `errored`: it ended without a verdict (it could not be prepared or started).
+    """
 
     finished: bool
     passed: bool | None = None
     aborted: bool = False
+    errored: bool = False
     summary: str = ""
 
 

@@ -1,19 +1,56 @@
-"""Running one build attempt of a deploy's candidate, and moving the deploy on after it."""
+"""Running a deploy's build attempt on its backend, following it, and moving the deploy on.
+
+Three ways in, all idempotent:
+
+* `run_build` (the building step) claims the pending attempt and starts it. The local
+  backend runs the whole build there; Jenkins only takes it into its queue.
+* `sync_build` asks the backend where a handed-over build is, copies the new part of its
+  log and concludes it when it has finished. The Jenkins notification hook and the beat
+  poller (`poll_builds`, the safety net for a missed notification) both call it.
+* `abort_builds` stops what a cancelled deploy left running.
+
+A build is concluded once: the status write that ends it is conditional on the build still
+running, and only the caller whose write changed the row moves the deploy on.
+"""
+
+from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
-from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
-from deploys.git import GitError
+from deploys import pipeline
 from deploys.models import Deploy
-from deploys.pipeline import build_finished, repository_for
+from deploys.pipeline import build_finished
+from deploys.statemachine import record_event
 from deploys.states import State
 
-from .local import build_environment, run_command, split_command
-from .models import Build, BuildStatus
+from .backends import (
+    BackendError,
+    BackendRefused,
+    BackendUnavailable,
+    BuildReport,
+    BuildSpec,
+    LogChunk,
+)
+from .backends import backend_for as _backend_for
+from .models import UNFINISHED_BUILD_STATUSES, Build, BuildStatus
 
 log = logging.getLogger(__name__)
+
+# Reads of a finished build's log before concluding it, so the log is whole on the page.
+FINAL_LOG_READS = 20
+
+
+class StartTrouble(Exception):
+    """The backend could not take the build now (down, 5xx): the step is tried again later."""
+
+
+def backend_for(name: str):
+    # One place to reach the backends, so tests can swap in a fake.
+    return _backend_for(name)
 
 
 def claim_pending_build(deploy: Deploy) -> Build | None:
@@ -30,53 +67,207 @@ def claim_pending_build(deploy: Deploy) -> Build | None:
     return build
 
 
+def spec_for(deploy: Deploy, build: Build) -> BuildSpec:
+    return BuildSpec(
+        deploy_id=deploy.pk,
+        attempt=build.attempt,
+        commit_sha=deploy.candidate_sha,
+        candidate_ref=deploy.candidate_ref,
+        branch=deploy.branch,
+        image_tag=build.image_tag,
+    )
+
+
 def run_build(deploy: Deploy) -> None:
-    """building: run the pending attempt with the local runner and move the deploy on."""
+    """building: start the pending attempt on its backend (and, locally, run it to the end)."""
     build = claim_pending_build(deploy)
     if build is None:
         log.info("deploy #%s has no pending build to run", deploy.pk)
         return
-    app = deploy.application
     try:
-        argv = split_command(app.build_command)
-        with repository_for(app).checked_out(deploy.candidate_sha) as workdir:
-            build.append_log(f"[fatcontroller] $ {app.build_command}\n")
-            outcome = run_command(
-                argv,
-                cwd=workdir,
-                env=build_environment(
-                    {
-                        "FC_DEPLOY_ID": str(deploy.pk),
-                        "FC_BUILD_ATTEMPT": str(build.attempt),
-                        "FC_CANDIDATE_SHA": deploy.candidate_sha,
-                        "FC_CANDIDATE_REF": deploy.candidate_ref,
-                        "FC_BRANCH": deploy.branch,
-                    }
-                ),
-                timeout=app.build_timeout_seconds,
-                on_output=lambda text: build.append_log(text.replace("\x00", "")),
-                should_abort=lambda: _beat_and_check_abort(build, deploy.pk),
-                flush_every=settings.FC_BUILD_LOG_FLUSH_SECONDS,
-                abort_check_every=0.5,
-            )
-    except (ValueError, GitError) as exc:
-        build.append_log(f"[fatcontroller] could not prepare the build: {exc}\n")
-        finish(build, BuildStatus.ERROR)
-        build_finished(deploy, build, passed=False, summary=f"could not prepare the build: {exc}")
+        backend = backend_for(build.backend)
+        backend.start(build, spec_for(deploy, build))
+    except BackendRefused as exc:
+        report = BuildReport(finished=True, passed=False, errored=True, summary=str(exc))
+        conclude(deploy, build, report)
         return
-    if outcome.aborted:
-        finish(build, BuildStatus.ABORTED)
+    except BackendUnavailable as exc:
+        # Give the attempt back, so the retried step claims it again.
+        Build.objects.filter(pk=build.pk, status=BuildStatus.RUNNING).update(
+            status=BuildStatus.PENDING, started_at=None
+        )
+        note_trouble(deploy, build, f"{exc}; trying again shortly")
+        raise StartTrouble(str(exc)) from exc
+
+    if backend.runs_in_worker:
+        conclude(deploy, build, backend.status(build))
         return
-    finish(build, BuildStatus.SUCCEEDED if outcome.passed else BuildStatus.FAILED)
-    build_finished(deploy, build, passed=outcome.passed, summary=outcome.summary)
+    clear_trouble(deploy, build)
+    record_event(
+        deploy,
+        f"build {build.attempt} handed to {backend.name} "
+        f"(queue item {build.queue_id}); waiting for it to start",
+    )
+    if not Deploy.objects.filter(pk=deploy.pk, state=State.BUILDING).exists():
+        # Cancelled while the backend took it: nobody else knows the build exists yet.
+        abort_builds(deploy)
 
 
-def finish(build: Build, status: BuildStatus) -> None:
-    Build.objects.filter(pk=build.pk).update(status=status, finished_at=timezone.now())
-    build.status = status
+def give_up_starting(deploy: Deploy, reason: str) -> None:
+    """The backend stayed unreachable through every retry: the build failed, the slot is held."""
+    build = deploy.builds.filter(status=BuildStatus.PENDING).order_by("-attempt").first()
+    if build is None:
+        return
+    summary = f"could not be started after repeated tries: {reason}"
+    report = BuildReport(finished=True, passed=False, errored=True, summary=summary)
+    conclude(deploy, build, report)
 
 
-def _beat_and_check_abort(build: Build, deploy_id: int) -> bool:
-    """Called about once a second while the build runs."""
+def sync_build(deploy: Deploy) -> None:
+    """building: follow a handed-over build, copy its new log and conclude it when it ended."""
+    build = deploy.builds.filter(status=BuildStatus.RUNNING).order_by("-attempt").first()
+    if build is None:
+        return
+    backend = backend_for(build.backend)
+    if backend.runs_in_worker:
+        return  # the worker running it reports by itself
+    known_number = build.build_number
+    try:
+        report = backend.status(build)
+        copy_log(backend, build, reads=FINAL_LOG_READS if report.finished else 1)
+    except BackendError as exc:
+        note_trouble(deploy, build, str(exc))
+        _give_up_if_silent_too_long(deploy, build, backend)
+        return
+    clear_trouble(deploy, build)
     Build.objects.filter(pk=build.pk).update(heartbeat_at=timezone.now())
-    return not Deploy.objects.filter(pk=deploy_id, state=State.BUILDING).exists()
+    if build.build_number and not known_number:
+        record_event(
+            deploy,
+            f"build {build.attempt} started as {backend.name} build #{build.build_number}",
+        )
+    if report.finished:
+        conclude(deploy, build, report)
+    elif _over_time(deploy, build):
+        _abort_quietly(backend, build)
+        timeout = deploy.application.build_timeout_seconds
+        summary = f"ran over its {timeout} s limit: aborted"
+        conclude(deploy, build, BuildReport(finished=True, passed=False, summary=summary))
+
+
+def copy_log(backend, build: Build, *, reads: int = 1) -> None:
+    """Copy the part of the backend's log not copied yet; never the whole log again."""
+    for _ in range(reads):
+        chunk = backend.read_log(build, build.backend_log_offset)
+        if not chunk.text and chunk.next_offset == build.backend_log_offset:
+            return
+        if chunk.next_offset < build.backend_log_offset:
+            # The backend started its log over (Jenkins' rolled-over text): say so, rather
+            # than pass a repeat off as new output.
+            chunk = LogChunk(
+                "\n[fatcontroller] the build backend sent its log again from the start\n"
+                + chunk.text,
+                chunk.next_offset,
+            )
+        if not build.append_log(chunk.text, backend_log_offset=chunk.next_offset):
+            return  # another sync copied this part meanwhile
+        build.backend_log_offset = chunk.next_offset
+
+
+def conclude(deploy: Deploy, build: Build, report: BuildReport) -> bool:
+    """End the attempt with the report and move the deploy on; False if it had ended already."""
+    if report.errored:
+        status = BuildStatus.ERROR
+    elif report.aborted:
+        status = BuildStatus.ABORTED
+    elif report.passed:
+        status = BuildStatus.SUCCEEDED
+    else:
+        status = BuildStatus.FAILED
+    with transaction.atomic():
+        ended = Build.objects.filter(pk=build.pk, status__in=UNFINISHED_BUILD_STATUSES).update(
+            status=status, finished_at=timezone.now(), summary=report.summary[:500]
+        )
+        if not ended:
+            return False  # a second notification, or the poller got there first
+        build.status = status
+        if (
+            report.aborted
+            and not Deploy.objects.filter(pk=deploy.pk, state=State.BUILDING).exists()
+        ):
+            return True  # we aborted it for a cancel: nothing to move
+        build_finished(deploy, build, passed=bool(report.passed), summary=report.summary)
+    return True
+
+
+def note_trouble(deploy: Deploy, build: Build, message: str) -> None:
+    """Tell the timeline about a backend problem once, not on every poll."""
+    changed = (
+        Build.objects.filter(pk=build.pk)
+        .exclude(trouble=message[:500])
+        .update(trouble=message[:500])
+    )
+    if changed:
+        record_event(deploy, f"build {build.attempt}: {message}")
+        log.warning("deploy #%s build %s: %s", deploy.pk, build.attempt, message)
+
+
+def clear_trouble(deploy: Deploy, build: Build) -> None:
+    if Build.objects.filter(pk=build.pk).exclude(trouble="").update(trouble=""):
+        record_event(deploy, f"build {build.attempt}: the build backend answers again")
+
+
+def _over_time(deploy: Deploy, build: Build) -> bool:
+    limit = timedelta(seconds=deploy.application.build_timeout_seconds)
+    return build.started_at is not None and timezone.now() - build.started_at > limit
+
+
+def _give_up_if_silent_too_long(deploy: Deploy, build: Build, backend) -> None:
+    # A backend that stays away past the build's own time limit leaves nothing to wait for.
+    if not _over_time(deploy, build):
+        return
+    _abort_quietly(backend, build)
+    summary = (
+        f"the build backend did not answer before the build's "
+        f"{deploy.application.build_timeout_seconds} s limit ran out: its outcome is unknown"
+    )
+    report = BuildReport(finished=True, passed=False, errored=True, summary=summary)
+    conclude(deploy, build, report)
+
+
+def _abort_quietly(backend, build: Build) -> None:
+    try:
+        backend.abort(build)
+    except BackendError as exc:
+        log.warning("could not abort build %s: %s", build.pk, exc)
+
+
+def abort_builds(deploy: Deploy) -> None:
+    """Stop every unfinished attempt of a deploy that no longer wants it (a cancel)."""
+    for build in deploy.builds.filter(status__in=UNFINISHED_BUILD_STATUSES):
+        if build.status == BuildStatus.PENDING and build.queue_id is None:
+            # Never started anywhere: claiming it as aborted keeps a worker from starting it.
+            Build.objects.filter(pk=build.pk, status=BuildStatus.PENDING).update(
+                status=BuildStatus.ABORTED, finished_at=timezone.now(), summary="cancelled"
+            )
+            continue
+        backend = backend_for(build.backend)
+        backend.abort(build)  # BackendUnavailable goes up: the task tries again
+        Build.objects.filter(pk=build.pk, status__in=UNFINISHED_BUILD_STATUSES).update(
+            status=BuildStatus.ABORTED, finished_at=timezone.now(), summary="aborted: cancelled"
+        )
+        record_event(deploy, f"build {build.attempt} aborted on {backend.name}")
+
+
+def poll_builds() -> int:
+    """The safety net: follow every handed-over build that is running; returns how many."""
+    deploy_ids = list(
+        Build.objects.filter(
+            status=BuildStatus.RUNNING, deploy__state=State.BUILDING, queue_id__isnull=False
+        )
+        .values_list("deploy_id", flat=True)
+        .distinct()
+    )
+    for deploy_id in deploy_ids:
+        pipeline.send_task("builds.tasks.sync_build", deploy_id)
+    return len(deploy_ids)

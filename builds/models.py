@@ -16,6 +16,7 @@ class BuildStatus(models.TextChoices):
 FINISHED_BUILD_STATUSES = frozenset(
     {BuildStatus.SUCCEEDED, BuildStatus.FAILED, BuildStatus.ABORTED, BuildStatus.ERROR}
 )
+UNFINISHED_BUILD_STATUSES = frozenset({BuildStatus.PENDING, BuildStatus.RUNNING})
 
 
 class Build(models.Model):

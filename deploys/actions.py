@@ -7,7 +7,9 @@ state raises IllegalTransition.
 
 from django.db import IntegrityError, transaction
 
-from . import slot
+from builds.models import UNFINISHED_BUILD_STATUSES
+
+from . import pipeline, slot
 from .git import GitError, InvalidBranchName, validate_branch_name
 from .models import Application, Deploy
 from .pipeline import repository_for, start_build
@@ -80,13 +82,19 @@ def _already_active(app: Application, branch: str) -> str:
 
 def cancel(deploy: Deploy, *, actor) -> Deploy:
     """Cancel a deploy that has not started deploying; a running build is aborted."""
-    deploy, _ = transition(
-        deploy.pk,
-        State.CANCELLED,
-        actor=actor,
-        from_states=CANCELLABLE,
-        message=f"cancelled by {actor}",
-    )
+    with transaction.atomic():
+        deploy, changed = transition(
+            deploy.pk,
+            State.CANCELLED,
+            actor=actor,
+            from_states=CANCELLABLE,
+            message=f"cancelled by {actor}",
+        )
+        if changed and deploy.builds.filter(status__in=UNFINISHED_BUILD_STATUSES).exists():
+            deploy_id = deploy.pk
+            transaction.on_commit(
+                lambda: pipeline.send_task("builds.tasks.abort_builds", deploy_id)
+            )
     return deploy
 
 
@@ -109,4 +117,5 @@ def retry_build(deploy: Deploy, *, actor) -> Deploy:
         actor=actor,
         from_states=frozenset({State.BUILD_FAILED}),
         message=f"{actor} asked for the build to run again",
+        held_until=None,
     )

@@ -7,16 +7,18 @@ meanwhile (a cancel): its transition names the state it expects to leave.
 """
 
 import logging
+from datetime import timedelta
 
 from celery import current_app
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
 from builds.models import Build
 
 from .git import GitError, MergeConflict, PushRejected, Repository
 from .models import Application, Deploy
-from .statemachine import transition
+from .statemachine import IllegalTransition, record_event, transition
 from .states import Mode, State
 
 log = logging.getLogger(__name__)
@@ -122,12 +124,7 @@ def build_finished(deploy: Deploy, build: Build, *, passed: bool, summary: str) 
     """building: move on after a build attempt ended."""
     leave_building = frozenset({State.BUILDING})
     if not passed:
-        transition(
-            deploy.pk,
-            State.BUILD_FAILED,
-            from_states=leave_building,
-            message=f"build {build.attempt} failed: {summary}. Retry the build or abandon.",
-        )
+        _build_failed(deploy, build, summary)
         return
     if deploy.mode == Mode.MERGE_ONLY:
         message = f"build {build.attempt} passed; merging without deploying"
@@ -139,6 +136,64 @@ def build_finished(deploy: Deploy, build: Build, *, passed: bool, summary: str) 
             "so nothing was deployed before merging"
         )
     transition(deploy.pk, State.MERGING_TO_DEFAULT, from_states=leave_building, message=message)
+
+
+def _build_failed(deploy: Deploy, build: Build, summary: str) -> None:
+    """Retry automatically while the application allows it, then hold the slot for a person."""
+    app = deploy.application
+    if build.attempt <= app.build_auto_retries:
+        retry_automatically(deploy, build, summary)
+        return
+    held_until = timezone.now() + timedelta(minutes=app.build_hold_minutes)
+    transition(
+        deploy.pk,
+        State.BUILD_FAILED,
+        from_states=frozenset({State.BUILDING}),
+        message=(
+            f"build {build.attempt} failed: {summary}. The slot is held for "
+            f"{app.build_hold_minutes} minutes: retry the build or abandon; after that the "
+            "slot goes to the next deploy."
+        ),
+        held_until=held_until,
+    )
+
+
+def retry_automatically(deploy: Deploy, build: Build, summary: str) -> None:
+    """Add the next attempt without leaving building; the slot never changes hands."""
+    with transaction.atomic():
+        locked = Deploy.objects.select_for_update().get(pk=deploy.pk)
+        if locked.state != State.BUILDING:
+            return
+        record_event(
+            locked,
+            f"build {build.attempt} failed: {summary}. Retrying automatically "
+            f"({build.attempt} of {deploy.application.build_auto_retries}).",
+        )
+        add_build_attempt(locked)
+        Deploy.objects.filter(pk=deploy.pk).update(updated_at=timezone.now())
+        transaction.on_commit(lambda: schedule_step(deploy.pk, State.BUILDING))
+
+
+def expire_holds() -> int:
+    """Failed builds nobody retried within the hold window give the slot up; returns how many."""
+    expired = 0
+    overdue = Deploy.objects.filter(state=State.BUILD_FAILED, held_until__lt=timezone.now())
+    for deploy in overdue.select_related("application"):
+        try:
+            transition(
+                deploy.pk,
+                State.ABANDONED,
+                from_states=frozenset({State.BUILD_FAILED}),
+                message=(
+                    f"nobody retried or abandoned the failed build within the "
+                    f"{deploy.application.build_hold_minutes}-minute hold window: "
+                    "the slot goes to the next deploy"
+                ),
+            )
+        except IllegalTransition:
+            continue  # retried or abandoned at the last moment
+        expired += 1
+    return expired
 
 
 def merge_to_default(deploy: Deploy) -> None:

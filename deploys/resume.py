@@ -1,6 +1,7 @@
 """The safety net, run by beat: nothing is lost when a process dies at the wrong moment.
 
-A slot left free with deploys waiting (the handoff died with its process) is handed on, and
+A failed build whose hold window has passed gives the slot up. A slot left free with
+deploys waiting (the handoff died with its process) is handed on, and
 a step that has not moved for FC_STALL_AFTER is given to a worker again; steps are
 idempotent, so running one twice is safe.
 """
@@ -14,13 +15,14 @@ from builds.models import Build, BuildStatus
 
 from . import slot
 from .models import Application, Deploy
-from .pipeline import STEP_TASKS, schedule_step
+from .pipeline import STEP_TASKS, expire_holds, schedule_step
 from .states import State
 
 log = logging.getLogger(__name__)
 
 
 def resume_deploys() -> None:
+    expire_holds()
     for application_id in Application.objects.filter(locked=False).values_list("pk", flat=True):
         slot.advance(application_id)
 
@@ -31,6 +33,10 @@ def resume_deploys() -> None:
             running = Build.objects.filter(deploy=deploy, status=BuildStatus.RUNNING)
             if running.filter(heartbeat_at__gte=stalled_before).exists():
                 continue  # a long build, alive and well
+            if running.filter(queue_id__isnull=False).exists():
+                # Handed to a backend that has not answered for a while: the build poller
+                # follows it and ends it at its time limit. Starting it again would build twice.
+                continue
             # The running build's worker died: its attempt would never finish. Give it
             # back so the step can claim it again.
             running.update(status=BuildStatus.PENDING)

@@ -7,5 +7,6 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("api/", include("deploys.api_urls")),
+    path("hooks/", include("builds.urls")),
     path("", include("deploys.urls")),
 ]
