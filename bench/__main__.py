@@ -33,9 +33,10 @@ def main() -> None:
 
     call_command("migrate", verbosity=0)
 
-    from bench import slot_handoff
+    from bench import build_notification, slot_handoff
 
     figures = slot_handoff.run(var_dir)
+    figures.update(build_notification.run(var_dir))
     report(figures)
 
 
@@ -66,11 +67,13 @@ def report(figures: dict[str, dict]) -> None:
     print(f"written to {RESULTS.relative_to(ROOT)}")
 
 
-def start_worker(log_file: Path) -> subprocess.Popen:
+def start_worker(log_file: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """A worker process; `env` is added to this process's environment for it."""
     return subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "fatcontroller", "worker", "--loglevel=WARNING",
          "--concurrency=1", "--without-mingle", "--without-gossip", "--without-heartbeat"],
         cwd=ROOT,
+        env={**os.environ, **(env or {})},
         stdout=log_file.open("w"),
         stderr=subprocess.STDOUT,
     )  # fmt: skip

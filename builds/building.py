@@ -243,7 +243,11 @@ def _abort_quietly(backend, build: Build) -> None:
 
 
 def abort_builds(deploy: Deploy) -> None:
-    """Stop every unfinished attempt of a deploy that no longer wants it (a cancel)."""
+    """Stop every unfinished attempt of a deploy that no longer wants it (a cancel).
+
+    It moves no deploy: the cancel that asked for it already did. (A build that must stop
+    while its deploy goes on, one over its time limit, is concluded by sync_build instead.)
+    """
     for build in deploy.builds.filter(status__in=UNFINISHED_BUILD_STATUSES):
         if build.status == BuildStatus.PENDING and build.queue_id is None:
             # Never started anywhere: claiming it as aborted keeps a worker from starting it.

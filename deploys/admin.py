@@ -5,7 +5,7 @@ from .models import Application, Deploy, DeployEvent
 
 @admin.register(Application)
 class ApplicationAdmin(admin.ModelAdmin):
-    list_display = ["slug", "name", "default_branch", "locked", "lock_reason"]
+    list_display = ["slug", "name", "default_branch", "build_backend", "locked", "lock_reason"]
     search_fields = ["slug", "name"]
 
 

@@ -7,6 +7,8 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from builds.models import Build
+
 from . import actions, slot
 from .api_errors import Conflict
 from .models import Application, Deploy, DeployEvent
@@ -18,7 +20,9 @@ DEPLOY_FIELDS = ("application", "branch", "mode", "note")
 
 def deploy_detail(pk: int) -> Deploy:
     queryset = Deploy.objects.select_related("application", "requester").prefetch_related(
-        "builds", Prefetch("events", DeployEvent.objects.select_related("actor"))
+        # The logs have their own endpoint: the deploy's answer never carries them.
+        Prefetch("builds", Build.objects.defer("log")),
+        Prefetch("events", DeployEvent.objects.select_related("actor")),
     )
     return get_object_or_404(queryset, pk=pk)
 

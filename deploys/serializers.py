@@ -1,3 +1,4 @@
+from django.urls import reverse
 from rest_framework import serializers
 
 from builds.models import Build
@@ -8,10 +9,25 @@ from .slot import queue_position
 
 class BuildSerializer(serializers.ModelSerializer):
     url = serializers.CharField(source="external_url")
+    log_url = serializers.SerializerMethodField()
 
     class Meta:
         model = Build
-        fields = ["attempt", "status", "url", "started_at", "finished_at"]
+        fields = [
+            "attempt",
+            "status",
+            "backend",
+            "build_number",
+            "image_tag",
+            "summary",
+            "url",
+            "log_url",
+            "started_at",
+            "finished_at",
+        ]
+
+    def get_log_url(self, build: Build) -> str:
+        return reverse("api-build-log", args=[build.deploy_id, build.attempt])
 
 
 class EventSerializer(serializers.BaseSerializer):
@@ -56,6 +72,7 @@ class DeploySerializer(DeploySummarySerializer):
             "position_in_queue",
             "head_sha",
             "candidate_sha",
+            "held_until",
             "builds",
             "events",
         ]

@@ -107,3 +107,47 @@ def test_a_failing_build_can_be_retried_then_abandoned_releasing_the_slot(worker
     response = api.post(f"/api/deploys/{broken}/abandon/")
     assert response.status_code == 200
     assert wait_for_state(waiting, *FINAL_STATES) == State.MERGED
+
+
+def test_a_jenkins_notification_moves_the_deploy_through_the_worker(
+    worker, api, application, settings, monkeypatch, client
+):
+    """The production path: the hook queues a sync, the worker asks Jenkins and moves it.
+
+    No beat runs here, so nothing but the notification can move the deploy. How fast it
+    moves is measured by `make bench` (build notification to deploy moved), not here.
+    """
+    from builds.models import Build
+    from deploys.models import Application
+    from tests.jenkins_standin import JenkinsStandin
+
+    with JenkinsStandin(jobs=("demo-shop",)) as jenkins_server:
+        jenkins_server.queue_delay = 0
+        jenkins_server.build_seconds = 0.2
+        settings.JENKINS_URL = jenkins_server.url
+        settings.JENKINS_USER = jenkins_server.user
+        settings.JENKINS_TOKEN = jenkins_server.token
+        monkeypatch.setenv(application.hook_secret_variable, "e2e-hook-secret")
+        Application.objects.filter(pk=application.pk).update(build_backend="jenkins")
+
+        deploy_id = queue(api, "feature/clean-merge")
+        wait_for(
+            lambda: (
+                jenkins_server.builds("demo-shop") and jenkins_server.builds("demo-shop")[0].result
+            ),
+            what="the Jenkins build to finish",
+        )
+        assert state_of(deploy_id) == State.BUILDING  # finished in Jenkins, not yet told
+
+        response = client.post(
+            "/hooks/jenkins/",
+            {"application": "demo-shop", "deploy_id": deploy_id, "attempt": 1},
+            content_type="application/json",
+            headers={"X-Fatcontroller-Secret": "e2e-hook-secret"},
+        )
+
+        assert response.status_code == 202
+        assert wait_for_state(deploy_id, *FINAL_STATES) == State.MERGED
+        build = Build.objects.get(deploy_id=deploy_id)
+        assert build.build_number == 1
+        assert "Started by user fatcontroller" in build.log

@@ -1,0 +1,386 @@
+"""End to end: the embedded default that `make run` starts, driven over real HTTP.
+
+This test uses no test database and no Redis. It runs the same commands as `make run`
+(migrate, collectstatic, demo, runembedded) as subprocesses, with FC_EMBEDDED=1 and without
+DATABASE_URL, REDIS_URL or SECRET_KEY, so the server keeps SQLite, a folder broker and a
+secret key under its own temporary FC_VAR_DIR, and web, a Celery worker and Celery beat are
+real separate processes. The test then logs in and clicks through the pages with `requests`,
+as a person would in a browser.
+
+Acceptance: in the embedded default, a demo branch whose build flakes can be retried from
+the deploy page and then merges.
+"""
+
+import os
+import re
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+import requests
+
+from builds.models import BuildStatus
+from deploys.states import FINAL_STATES, State
+from fatcontroller.demo import DEMO_SLUG
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+FLAKY_BRANCH = "feature/flaky-test"
+FLAKY_FAILURE = "FAIL test_checkout: timed out waiting for the payment stub (flaky)"
+
+# Settings that would move the server away from the embedded default if the test run has them.
+NOT_EMBEDDED = {
+    "DATABASE_URL",
+    "REDIS_URL",
+    "SECRET_KEY",
+    "DEBUG",
+    "ALLOWED_HOSTS",
+    "CSRF_TRUSTED_ORIGINS",
+    "SECURE_COOKIES",
+}
+
+START_TIMEOUT = 60.0  # the three processes starting on a slow machine
+DEPLOY_TIMEOUT = 120.0  # each wait for a state; the demo build takes about 3 s
+LOG_TAIL_LINES = 80
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("git") is None, reason="the demo and the pipeline need git on PATH"
+)
+
+
+@dataclass
+class EmbeddedServer:
+    url: str
+    username: str
+    password: str
+    var_dir: Path
+    log_file: Path
+
+    def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
+        try:
+            text = self.log_file.read_text(errors="replace")
+        except FileNotFoundError:
+            return "(no log yet)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def explain(self, message: str) -> str:
+        """`message` and the end of the server's log, for an assertion that failed."""
+        return f"{message}\n--- the last lines of {self.log_file} ---\n{self.log_tail()}"
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _embedded_environment(var_dir: Path) -> dict[str, str]:
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in NOT_EMBEDDED and not name.startswith("FC_")
+    }
+    env.update(FC_EMBEDDED="1", FC_VAR_DIR=str(var_dir), PYTHONUNBUFFERED="1")
+    return env
+
+
+def _manage(env: dict[str, str], *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, f"manage.py {' '.join(args)} failed:\n{output}"
+    return output
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """SIGTERM to the whole process group (runembedded, web, worker, beat, builds), then KILL."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(process.pid, signal.SIGKILL)  # anything left over, such as a stuck child
+    except ProcessLookupError:
+        pass
+    process.wait(timeout=10)
+
+
+def _report(request, server: EmbeddedServer) -> None:
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    text = server.explain("a test of the embedded default failed")
+    if reporter is not None:
+        reporter.write_line("")
+        reporter.write_line(text)
+    else:
+        print(text, file=sys.__stderr__)
+
+
+@pytest.fixture(scope="module")
+def embedded(request, tmp_path_factory):
+    """`make run` in a temporary FC_VAR_DIR on a free port: yields an EmbeddedServer."""
+    var_dir = tmp_path_factory.mktemp("embedded-var")
+    env = _embedded_environment(var_dir)
+    _manage(env, "migrate", "--no-input")
+    _manage(env, "collectstatic", "--no-input", "--verbosity", "0")
+    demo_output = _manage(env, "demo")
+    username, password = (var_dir / "first-login.txt").read_text().split()
+    assert f"Log in as {username} with password {password}" in demo_output, demo_output
+
+    port = _free_port()
+    log_file = var_dir / "runembedded.log"
+    server = EmbeddedServer(f"http://127.0.0.1:{port}", username, password, var_dir, log_file)
+    failed_before = request.session.testsfailed
+    with log_file.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "manage.py", "runembedded", f"127.0.0.1:{port}"],
+            cwd=BASE_DIR,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        _wait_until_up(server, process)
+        yield server
+    finally:
+        _stop(process)
+        if request.session.testsfailed > failed_before:
+            _report(request, server)
+
+
+def _wait_until_up(server: EmbeddedServer, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(server.explain(f"runembedded exited with {process.returncode}"))
+        try:
+            if requests.get(f"{server.url}/login/", timeout=2).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.2)
+    pytest.fail(server.explain(f"GET /login/ did not answer 200 within {START_TIMEOUT} s"))
+
+
+class _Forms(HTMLParser):
+    """The forms of a page: action, fields (name -> value) and the text of their buttons."""
+
+    def __init__(self):
+        super().__init__()
+        self.forms: list[dict] = []
+        self._form = None
+        self._in_button = False
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "form":
+            self._form = {"action": attrs.get("action") or "", "fields": {}, "buttons": []}
+            self.forms.append(self._form)
+        elif self._form is None:
+            return
+        elif tag == "input" and attrs.get("name"):
+            if attrs.get("type") in ("radio", "checkbox") and "checked" not in attrs:
+                return
+            self._form["fields"][attrs["name"]] = attrs.get("value") or ""
+        elif tag == "button":
+            self._in_button = True
+            self._form["buttons"].append("")
+
+    def handle_endtag(self, tag):
+        if tag == "form":
+            self._form = None
+        elif tag == "button":
+            self._in_button = False
+
+    def handle_data(self, data):
+        if self._in_button and self._form is not None:
+            self._form["buttons"][-1] += data.strip()
+
+
+def form_with_button(html: str, button: str) -> dict:
+    parser = _Forms()
+    parser.feed(html)
+    found = [form for form in parser.forms if button in form["buttons"]]
+    assert len(found) == 1, f"expected one form with a {button!r} button, found {parser.forms}"
+    return found[0]
+
+
+def login(server: EmbeddedServer) -> requests.Session:
+    session = requests.Session()
+    page = session.get(f"{server.url}/login/", timeout=10)
+    assert page.status_code == 200, server.explain(f"GET /login/: {page.status_code}")
+    assert "csrftoken" in session.cookies, server.explain(f"no CSRF cookie: {page.headers}")
+    form = form_with_button(page.text, "Log in")
+    response = session.post(
+        f"{server.url}/login/",
+        data={
+            **form["fields"],
+            "username": server.username,
+            "password": server.password,
+            "csrfmiddlewaretoken": session.cookies["csrftoken"],
+        },
+        headers={"Referer": f"{server.url}/login/"},
+        timeout=10,
+    )
+    assert response.status_code == 200, server.explain(f"log in: {response.status_code}")
+    assert response.url == f"{server.url}/", server.explain(f"log in ended on {response.url}")
+    assert "sessionid" in session.cookies, server.explain("log in set no session cookie")
+    return session
+
+
+def post_form(session, server, page_url: str, form: dict, **fields) -> requests.Response:
+    """Submit `form` from the page at `page_url` as a browser would, and follow the redirect."""
+    response = session.post(
+        server.url + form["action"],
+        data={**form["fields"], **fields},
+        headers={"Referer": page_url},
+        timeout=10,
+    )
+    assert response.history and response.history[0].status_code == 302, server.explain(
+        f"POST {form['action']}: {response.status_code} {response.text[:2000]}"
+    )
+    assert response.status_code == 200, server.explain(
+        f"POST {form['action']} led to {response.url}: {response.status_code}"
+    )
+    return response
+
+
+def wait_for_state(session, server, deploy_id: int, wanted: str) -> dict:
+    """Poll the API until the deploy is in `wanted`; fail at once in any other final state."""
+    deadline = time.monotonic() + DEPLOY_TIMEOUT
+    seen = []
+    while True:
+        response = session.get(f"{server.url}/api/deploys/{deploy_id}/", timeout=10)
+        assert response.status_code == 200, server.explain(
+            f"GET /api/deploys/{deploy_id}/: {response.status_code} {response.text[:2000]}"
+        )
+        deploy = response.json()
+        if not seen or seen[-1] != deploy["state"]:
+            seen.append(deploy["state"])
+        if deploy["state"] == wanted:
+            return deploy
+        assert deploy["state"] not in FINAL_STATES and time.monotonic() < deadline, server.explain(
+            f"deploy #{deploy_id} never reached {wanted}: states seen {seen}; last answer {deploy}"
+        )
+        time.sleep(0.2)
+
+
+def build_log(session, server, deploy_id: int, attempt: int) -> dict:
+    response = session.get(
+        f"{server.url}/api/deploys/{deploy_id}/builds/{attempt}/log",
+        params={"offset": 0},
+        timeout=10,
+    )
+    assert response.status_code == 200, server.explain(
+        f"build {attempt} log: {response.status_code} {response.text[:2000]}"
+    )
+    return response.json()
+
+
+def git(remote: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["git", *args], cwd=remote, capture_output=True, text=True, timeout=30, check=False
+    )
+
+
+def demo_remote(server: EmbeddedServer) -> Path:
+    """The demo application's remote, as the embedded server's own database records it."""
+    database = server.var_dir / "fatcontroller.sqlite3"
+    with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=30) as connection:
+        (url,) = connection.execute(
+            "SELECT git_remote_url FROM deploys_application WHERE slug = ?", [DEMO_SLUG]
+        ).fetchone()
+    connection.close()
+    assert Path(url) == server.var_dir / "demo" / "demo-shop.git", url
+    return Path(url)
+
+
+def test_a_flaky_demo_build_is_retried_from_the_deploy_page_and_merges(embedded):
+    server = embedded
+    session = login(server)
+
+    # The dashboard: queue the flaky branch, merge only, from the demo application's form.
+    dashboard = session.get(f"{server.url}/", timeout=10)
+    assert dashboard.status_code == 200, server.explain(f"GET /: {dashboard.status_code}")
+    assert f'id="app-{DEMO_SLUG}"' in dashboard.text, server.explain(dashboard.text[:3000])
+    queue_form = form_with_button(dashboard.text, "Queue")
+    assert queue_form["action"] == "/deploys/queue/", queue_form
+    assert queue_form["fields"]["application"] == DEMO_SLUG, queue_form
+    deploy_page = post_form(
+        session,
+        server,
+        f"{server.url}/",
+        queue_form,
+        branch=FLAKY_BRANCH,
+        mode="merge_only",
+        note="end-to-end test of the embedded default",
+    )
+    match = re.fullmatch(re.escape(server.url) + r"/deploys/(\d+)/", deploy_page.url)
+    assert match, server.explain(f"queueing ended on {deploy_page.url}: {deploy_page.text[:3000]}")
+    deploy_id = int(match[1])
+    assert f"Queued {FLAKY_BRANCH} as deploy #{deploy_id}." in deploy_page.text
+
+    # Its first build meets the flaky test: the slot is held for a retry.
+    failed = wait_for_state(session, server, deploy_id, State.BUILD_FAILED)
+    assert [b["status"] for b in failed["builds"]] == [BuildStatus.FAILED], failed
+    assert failed["held_until"], failed
+    first_log = build_log(session, server, deploy_id, 1)
+    assert FLAKY_FAILURE in first_log["text"], first_log
+    assert first_log["finished"] is True and first_log["status"] == BuildStatus.FAILED, first_log
+
+    # The deploy page offers the retry and says how long the slot is held.
+    page_url = f"{server.url}/deploys/{deploy_id}/"
+    page = session.get(page_url, timeout=10)
+    assert page.status_code == 200, server.explain(f"GET {page_url}: {page.status_code}")
+    assert "Retry build" in page.text, server.explain(page.text)
+    assert "The slot is held for you until" in page.text, server.explain(page.text)
+    assert FLAKY_FAILURE in page.text, server.explain(page.text)
+    retry_form = form_with_button(page.text, "Retry build")
+    assert retry_form["action"] == f"/deploys/{deploy_id}/retry-build/", retry_form
+    assert retry_form["fields"].get("csrfmiddlewaretoken"), retry_form
+    after_retry = post_form(session, server, page_url, retry_form)
+    assert after_retry.url == page_url, after_retry.url
+    assert "The build runs again." in after_retry.text, server.explain(after_retry.text)
+
+    # The second build passes and the candidate lands on main.
+    merged = wait_for_state(session, server, deploy_id, State.MERGED)
+    assert [(b["attempt"], b["status"]) for b in merged["builds"]] == [
+        (1, BuildStatus.FAILED),
+        (2, BuildStatus.SUCCEEDED),
+    ], merged
+    assert merged["held_until"] is None, merged
+    retries = [e for e in merged["events"] if e["from"] == State.BUILD_FAILED]
+    assert [(e["actor"], e["to"]) for e in retries] == [(server.username, State.BUILDING)], merged
+    second_log = build_log(session, server, deploy_id, 2)
+    assert "integration: 5 tests passed" in second_log["text"], second_log
+    assert "== all checks passed" in second_log["text"], second_log
+
+    remote = demo_remote(server)
+    branch_head = git(remote, "rev-parse", f"refs/heads/{FLAKY_BRANCH}").stdout.strip()
+    main_head = git(remote, "rev-parse", "refs/heads/main").stdout.strip()
+    assert branch_head == merged["head_sha"], (branch_head, merged)
+    assert main_head == merged["candidate_sha"], (main_head, merged)
+    contains = git(remote, "merge-base", "--is-ancestor", branch_head, "refs/heads/main")
+    assert contains.returncode == 0, f"main {main_head} does not contain {branch_head}: {contains}"
+
+    final_page = session.get(page_url, timeout=10)
+    assert final_page.status_code == 200
+    assert "Retry build" not in final_page.text, server.explain(final_page.text)
