@@ -72,9 +72,7 @@ def run(var_dir: Path) -> dict[str, dict]:
                     )
                     assert response.status_code == 201, response.content
                     deploy = Deploy.objects.get(application=app, branch=f"bench/{n:03d}")
-                    wait_for(
-                        lambda d=deploy: _ready_to_notify(d, jenkins_server, app), "the build"
-                    )
+                    wait_for(lambda d=deploy: _ready_to_notify(d, jenkins_server, app), "the build")
 
                     started = time.perf_counter()
                     response = client.post(

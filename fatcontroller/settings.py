@@ -174,6 +174,8 @@ CELERY_TASK_ROUTES = {
     "builds.*": {"queue": "builds"},
     "clusters.*": {"queue": "clusters"},
 }
+# The safety net for a missed Jenkins notification, and what keeps a Jenkins log live.
+FC_BUILD_POLL_SECONDS = env.float("FC_BUILD_POLL_SECONDS", default=5.0)
 CELERY_BEAT_SCHEDULE = {
     # The safety net: a slot handoff or a step lost to a dead process is picked up here.
     "resume-deploys": {
@@ -182,7 +184,7 @@ CELERY_BEAT_SCHEDULE = {
     },
     "poll-builds": {
         "task": "builds.tasks.poll_builds",
-        "schedule": timedelta(seconds=env.float("FC_BUILD_POLL_SECONDS", default=5.0)),
+        "schedule": timedelta(seconds=FC_BUILD_POLL_SECONDS),
     },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
@@ -195,8 +197,6 @@ FC_STALL_AFTER = timedelta(seconds=env.int("FC_STALL_AFTER", default=600))
 FC_BUILD_LOG_FLUSH_SECONDS = env.float("FC_BUILD_LOG_FLUSH_SECONDS", default=0.5)
 # A build log keeps its last this many characters; what was cut is counted and said.
 FC_BUILD_LOG_MAX_CHARS = env.int("FC_BUILD_LOG_MAX_CHARS", default=2_000_000)
-# The safety net for a missed Jenkins notification, and what keeps a Jenkins log live.
-FC_BUILD_POLL_SECONDS = env.float("FC_BUILD_POLL_SECONDS", default=5.0)
 
 # Jenkins, for applications whose build backend is Jenkins. Credentials only from here.
 JENKINS_URL = env.str("JENKINS_URL", default="")
