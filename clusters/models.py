@@ -1,4 +1,4 @@
-"""Where an application's processes run. The ECS issue fills these in; the shapes are here."""
+"""Where an application's processes run: clusters, services (process types) and placements."""
 
 from django.db import models
 
@@ -32,6 +32,9 @@ class Service(models.Model):
     name = models.CharField(max_length=200)
     process_type = models.CharField(max_length=20, choices=ProcessType.choices)
     phase = models.PositiveIntegerField(default=1, help_text="Lower phases go out first.")
+    health_check_url = models.URLField(
+        blank=True, help_text="Checked while the service rolls out and soaks; must answer 2xx."
+    )
 
     class Meta:
         ordering = ["application", "phase", "name"]

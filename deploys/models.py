@@ -38,6 +38,18 @@ class Application(models.Model):
     build_auto_retries = models.PositiveIntegerField(
         default=0, help_text="Failed builds retried automatically before holding the slot."
     )
+    image_repository = models.CharField(
+        max_length=300,
+        blank=True,
+        help_text="Where builds push the image, without a tag, e.g. "
+        "123456789012.dkr.ecr.eu-west-1.amazonaws.com/shop; the build's image tag is added.",
+    )
+    phase_timeout_seconds = models.PositiveIntegerField(
+        default=600, help_text="A rollout phase not complete by then fails and rolls back."
+    )
+    soak_seconds = models.PositiveIntegerField(
+        default=60, help_text="How long the new release is watched after the last phase."
+    )
     locked = models.BooleanField(
         default=False, help_text="A locked application queues deploys but starts none."
     )
@@ -139,3 +151,51 @@ class DeployEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.from_state or '-'} -> {self.to_state}: {self.message[:60]}"
+
+
+class RolloutStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    UPDATING = "updating", "Updating"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+    ROLLING_BACK = "rolling_back", "Rolling back"
+    ROLLED_BACK = "rolled_back", "Rolled back"
+    ROLLBACK_FAILED = "rollback_failed", "Rollback failed"
+
+
+class ServiceRollout(models.Model):
+    """One placement's part in a deploy's rollout: what ran before, what this deploy made.
+
+    The revision that ran before is written before the service is touched, so a rollback,
+    even by another worker after this one died, restores exactly it.
+    """
+
+    deploy = models.ForeignKey(Deploy, on_delete=models.CASCADE, related_name="rollouts")
+    placement = models.ForeignKey(
+        "clusters.Placement", on_delete=models.PROTECT, related_name="rollouts"
+    )
+    phase = models.PositiveIntegerField()
+    status = models.CharField(
+        max_length=20, choices=RolloutStatus.choices, default=RolloutStatus.PENDING
+    )
+    previous_task_definition = models.CharField(max_length=300, blank=True)
+    new_task_definition = models.CharField(max_length=300, blank=True)
+    image = models.CharField(max_length=500, blank=True)
+    deployment_id = models.CharField(max_length=100, blank=True)
+    rollback_deployment_id = models.CharField(max_length=100, blank=True)
+    running_count = models.PositiveIntegerField(default=0)
+    desired_count = models.PositiveIntegerField(default=0)
+    message = models.CharField(max_length=1000, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["deploy", "phase", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["deploy", "placement"], name="one_rollout_per_placement_per_deploy"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"deploy {self.deploy_id}: {self.placement} ({self.status})"
