@@ -11,7 +11,7 @@ from builds.models import UNFINISHED_BUILD_STATUSES
 
 from . import pipeline, slot
 from .git import GitError, InvalidBranchName, validate_branch_name
-from .models import Application, Deploy
+from .models import Application, Deploy, RolloutStatus, ServiceRollout
 from .pipeline import repository_for, start_build
 from .statemachine import transition
 from .states import ACTIVE_STATES, Mode, State
@@ -119,3 +119,45 @@ def retry_build(deploy: Deploy, *, actor) -> Deploy:
         message=f"{actor} asked for the build to run again",
         held_until=None,
     )
+
+
+def roll_back_to(release: Deploy, *, actor) -> Deploy:
+    """Queue a deploy of its own that puts back the revisions `release` rolled out."""
+    if release.state != State.SUCCEEDED:
+        raise DeployRequestError(
+            {"deploy": [f"Deploy #{release.pk} did not succeed: only a release can be restored."]}
+        )
+    shipped = list(release.rollouts.filter(status=RolloutStatus.DONE))
+    if not shipped:
+        raise DeployRequestError(
+            {"deploy": [f"Deploy #{release.pk} rolled nothing out to ECS: nothing to restore."]}
+        )
+    try:
+        with transaction.atomic():
+            rollback = Deploy.objects.create(
+                application=release.application,
+                branch=f"rollback-to-{release.pk}",
+                mode=Mode.ROLLBACK,
+                requester=actor,
+                rollback_of=release,
+                candidate_sha=release.candidate_sha,
+                note=f"roll back to deploy #{release.pk} ({release.branch})",
+            )
+            ServiceRollout.objects.bulk_create(
+                ServiceRollout(
+                    deploy=rollback,
+                    placement_id=done.placement_id,
+                    phase=done.phase,
+                    image=done.image,
+                    new_task_definition=done.new_task_definition,
+                )
+                for done in shipped
+            )
+            slot.record_queued(rollback)
+    except IntegrityError:
+        raise DeployRequestError(
+            {"deploy": [f"A rollback to deploy #{release.pk} is already queued or running."]}
+        ) from None
+    application_id = release.application_id
+    transaction.on_commit(lambda: slot.advance(application_id))
+    return rollback

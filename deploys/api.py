@@ -11,7 +11,7 @@ from builds.models import Build
 
 from . import actions, slot
 from .api_errors import Conflict
-from .models import Application, Deploy, DeployEvent
+from .models import Application, Deploy, DeployEvent, ServiceRollout
 from .serializers import DeploySerializer, DeploySummarySerializer
 from .statemachine import IllegalTransition
 
@@ -23,6 +23,10 @@ def deploy_detail(pk: int) -> Deploy:
         # The logs have their own endpoint: the deploy's answer never carries them.
         Prefetch("builds", Build.objects.defer("log")),
         Prefetch("events", DeployEvent.objects.select_related("actor")),
+        Prefetch(
+            "rollouts",
+            ServiceRollout.objects.select_related("placement__service", "placement__cluster"),
+        ),
     )
     return get_object_or_404(queryset, pk=pk)
 
@@ -74,6 +78,18 @@ class DeployActionView(APIView):
         except IllegalTransition as exc:
             raise Conflict(str(exc)) from None
         return Response(DeploySerializer(deploy_detail(pk)).data)
+
+
+class RollbackView(APIView):
+    """POST: queue a deploy that restores the revisions this release rolled out."""
+
+    def post(self, request, pk: int):
+        release = get_object_or_404(Deploy, pk=pk)
+        try:
+            rollback = actions.roll_back_to(release, actor=request.user)
+        except actions.DeployRequestError as exc:
+            raise ValidationError(exc.errors) from None
+        return Response(DeploySerializer(deploy_detail(rollback.pk)).data, status.HTTP_201_CREATED)
 
 
 class QueueView(APIView):

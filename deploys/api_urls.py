@@ -1,6 +1,7 @@
 from django.urls import path
 
 from builds import api as builds_api
+from clusters import api as clusters_api
 
 from . import actions, api
 
@@ -22,10 +23,16 @@ urlpatterns = [
         api.DeployActionView.as_view(action=actions.retry_build),
         name="api-deploy-retry-build",
     ),
+    path("deploys/<int:pk>/rollback/", api.RollbackView.as_view(), name="api-deploy-rollback"),
     path(
         "deploys/<int:pk>/builds/<int:attempt>/log",
         builds_api.BuildLogView.as_view(),
         name="api-build-log",
     ),
     path("applications/<slug:slug>/queue/", api.QueueView.as_view(), name="api-queue"),
+    path(
+        "applications/<slug:slug>/config/",
+        clusters_api.AppConfigView.as_view(),
+        name="api-app-config",
+    ),
 ]

@@ -95,6 +95,20 @@ class Deploy(models.Model):
     held_until = models.DateTimeField(
         null=True, blank=True, help_text="A failed build keeps the slot until then."
     )
+    verify_until = models.DateTimeField(
+        null=True, blank=True, help_text="The end of the soak after the last rollout phase."
+    )
+    step_lease_until = models.DateTimeField(
+        null=True, blank=True, help_text="A rollout tick is at work until then."
+    )
+    rollback_of = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="rollbacks",
+        help_text="For a manual rollback: the release whose revisions it redeploys.",
+    )
 
     class Meta:
         ordering = ["-id"]
@@ -199,3 +213,12 @@ class ServiceRollout(models.Model):
 
     def __str__(self) -> str:
         return f"deploy {self.deploy_id}: {self.placement} ({self.status})"
+
+    # Revisions as people say them: "web:42", not the whole ARN.
+    @property
+    def previous_revision(self) -> str:
+        return self.previous_task_definition.rsplit("/", 1)[-1]
+
+    @property
+    def new_revision(self) -> str:
+        return self.new_task_definition.rsplit("/", 1)[-1]

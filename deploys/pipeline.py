@@ -28,8 +28,13 @@ log = logging.getLogger(__name__)
 STEP_TASKS = {
     State.MERGING: "deploys.tasks.make_candidate",
     State.BUILDING: "builds.tasks.run_build",
+    State.DEPLOYING: "deploys.tasks.deploy_tick",
+    State.VERIFYING: "deploys.tasks.verify_tick",
+    State.ROLLING_BACK: "deploys.tasks.rollback_tick",
     State.MERGING_TO_DEFAULT: "deploys.tasks.merge_to_default",
 }
+# States whose step is a tick that watches ECS and runs again until the state moves.
+WATCHING_STATES = frozenset({State.DEPLOYING, State.VERIFYING, State.ROLLING_BACK})
 
 
 class RetryableStepError(Exception):
@@ -45,6 +50,11 @@ def schedule_step(deploy_id: int, state: str) -> None:
 def send_task(task_name: str, deploy_id: int) -> None:
     # By name, so this module needs no import of the tasks that import it.
     current_app.send_task(task_name, args=[deploy_id])
+
+
+def send_task_later(task_name: str, deploy_id: int) -> None:
+    """The next tick of a watching step, after FC_ROLLOUT_POLL_SECONDS."""
+    current_app.send_task(task_name, args=[deploy_id], countdown=settings.FC_ROLLOUT_POLL_SECONDS)
 
 
 def repository_for(application: Application) -> Repository:
@@ -122,17 +132,22 @@ def add_build_attempt(deploy: Deploy) -> Build:
 
 def build_finished(deploy: Deploy, build: Build, *, passed: bool, summary: str) -> None:
     """building: move on after a build attempt ended."""
+    from . import rollout  # it calls back into this module for its ticks
+
     leave_building = frozenset({State.BUILDING})
     if not passed:
         _build_failed(deploy, build, summary)
         return
     if deploy.mode == Mode.MERGE_ONLY:
         message = f"build {build.attempt} passed; merging without deploying"
+    elif rollout.has_rollout_target(deploy.application):
+        rollout.start_rollout(deploy, build)
+        return
     else:
-        # UNTIL-ECS: the ECS issue replaces this with building -> deploying. Until then a
-        # green deploy-mode candidate is merged, and the timeline says nothing was deployed.
+        # An application with no ECS service yet (one that only merges, or one being set
+        # up) merges a green candidate, and its timeline says nothing was deployed.
         message = (
-            f"build {build.attempt} passed; no deploy target is configured, "
+            f"build {build.attempt} passed; no ECS service is configured, "
             "so nothing was deployed before merging"
         )
     transition(deploy.pk, State.MERGING_TO_DEFAULT, from_states=leave_building, message=message)

@@ -9,13 +9,14 @@ idempotent, so running one twice is safe.
 import logging
 
 from django.conf import settings
+from django.db.models import Q
 from django.utils import timezone
 
 from builds.models import Build, BuildStatus
 
 from . import slot
 from .models import Application, Deploy
-from .pipeline import STEP_TASKS, expire_holds, schedule_step
+from .pipeline import STEP_TASKS, WATCHING_STATES, expire_holds, schedule_step
 from .states import State
 
 log = logging.getLogger(__name__)
@@ -26,8 +27,15 @@ def resume_deploys() -> None:
     for application_id in Application.objects.filter(locked=False).values_list("pk", flat=True):
         slot.advance(application_id)
 
-    stalled_before = timezone.now() - settings.FC_STALL_AFTER
-    stalled = Deploy.objects.filter(state__in=list(STEP_TASKS), updated_at__lt=stalled_before)
+    now = timezone.now()
+    stalled_before = now - settings.FC_STALL_AFTER
+    # A watching step ticks every second or so, touching updated_at: quiet for a minute
+    # means its chain of ticks was lost with a worker.
+    watch_stalled_before = now - settings.FC_ROLLOUT_STALL_AFTER
+    stalled = Deploy.objects.filter(
+        Q(state__in=list(WATCHING_STATES), updated_at__lt=watch_stalled_before)
+        | Q(state__in=list(set(STEP_TASKS) - WATCHING_STATES), updated_at__lt=stalled_before)
+    )
     for deploy in stalled:
         if deploy.state == State.BUILDING:
             running = Build.objects.filter(deploy=deploy, status=BuildStatus.RUNNING)

@@ -3,7 +3,7 @@ from rest_framework import serializers
 
 from builds.models import Build
 
-from .models import Deploy, DeployEvent
+from .models import Deploy, DeployEvent, ServiceRollout
 from .slot import queue_position
 
 
@@ -28,6 +28,29 @@ class BuildSerializer(serializers.ModelSerializer):
 
     def get_log_url(self, build: Build) -> str:
         return reverse("api-build-log", args=[build.deploy_id, build.attempt])
+
+
+class RolloutSerializer(serializers.ModelSerializer):
+    service = serializers.CharField(source="placement.service.name")
+    cluster = serializers.CharField(source="placement.cluster.name")
+    ecs_service = serializers.CharField(source="placement.ecs_service_name")
+
+    class Meta:
+        model = ServiceRollout
+        fields = [
+            "phase",
+            "service",
+            "cluster",
+            "ecs_service",
+            "status",
+            "previous_task_definition",
+            "new_task_definition",
+            "image",
+            "deployment_id",
+            "running_count",
+            "desired_count",
+            "message",
+        ]
 
 
 class EventSerializer(serializers.BaseSerializer):
@@ -65,6 +88,7 @@ class DeploySummarySerializer(serializers.ModelSerializer):
 class DeploySerializer(DeploySummarySerializer):
     position_in_queue = serializers.SerializerMethodField()
     builds = BuildSerializer(many=True, read_only=True)
+    rollouts = RolloutSerializer(many=True, read_only=True)
     events = EventSerializer(many=True, read_only=True)
 
     class Meta(DeploySummarySerializer.Meta):
@@ -73,7 +97,10 @@ class DeploySerializer(DeploySummarySerializer):
             "head_sha",
             "candidate_sha",
             "held_until",
+            "verify_until",
+            "rollback_of",
             "builds",
+            "rollouts",
             "events",
         ]
 

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from .models import Application, Deploy, DeployEvent
 from .statemachine import transition
-from .states import SLOT_STATES, State
+from .states import SLOT_STATES, Mode, State
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +34,11 @@ def advance(application_id: int) -> Deploy | None:
             )
             if next_deploy is None:
                 return None
+            # A rollback has nothing to merge or build: it goes straight to deploying.
+            first_step = State.DEPLOYING if next_deploy.mode == Mode.ROLLBACK else State.MERGING
             deploy, _ = transition(
                 next_deploy.pk,
-                State.MERGING,
+                first_step,
                 from_states=frozenset({State.QUEUED}),
                 message="took the merge slot",
             )

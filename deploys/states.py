@@ -4,8 +4,10 @@ queued -> merging -> building -> deploying -> verifying -> merging_to_default ->
                  \\-> merge_conflict     \\-> build_failed   \\-> rolling_back -> rolled_back
                                                            rolling_back -> rollback_failed
 merge_only: queued -> merging -> building -> merging_to_default -> merged
+rollback (to an earlier release): queued -> deploying -> verifying -> succeeded
 any state before deploying -> cancelled; build_failed -> abandoned; a step that
-cannot go on for a reason other than a conflict or a red build -> failed.
+cannot go on for a reason other than a conflict or a red build -> failed (deploying
+too, when nothing was touched: a missing image).
 """
 
 from django.db import models
@@ -14,6 +16,7 @@ from django.db import models
 class Mode(models.TextChoices):
     DEPLOY = "deploy", "Deploy"
     MERGE_ONLY = "merge_only", "Merge without deploying"
+    ROLLBACK = "rollback", "Roll back to an earlier release"
 
 
 class State(models.TextChoices):
@@ -67,14 +70,14 @@ FINAL_STATES = frozenset(
 SUCCESS_STATES = frozenset({S.SUCCEEDED, S.MERGED})
 
 TRANSITIONS: dict[State, frozenset[State]] = {
-    S.QUEUED: frozenset({S.MERGING, S.CANCELLED}),
+    S.QUEUED: frozenset({S.MERGING, S.DEPLOYING, S.CANCELLED}),
     S.MERGING: frozenset({S.BUILDING, S.MERGE_CONFLICT, S.CANCELLED, S.FAILED}),
     S.BUILDING: frozenset(
         {S.DEPLOYING, S.MERGING_TO_DEFAULT, S.BUILD_FAILED, S.CANCELLED, S.FAILED}
     ),
     S.BUILD_FAILED: frozenset({S.BUILDING, S.ABANDONED, S.CANCELLED}),
-    S.DEPLOYING: frozenset({S.VERIFYING, S.ROLLING_BACK}),
-    S.VERIFYING: frozenset({S.MERGING_TO_DEFAULT, S.ROLLING_BACK}),
+    S.DEPLOYING: frozenset({S.VERIFYING, S.ROLLING_BACK, S.FAILED}),
+    S.VERIFYING: frozenset({S.MERGING_TO_DEFAULT, S.SUCCEEDED, S.ROLLING_BACK}),
     S.ROLLING_BACK: frozenset({S.ROLLED_BACK, S.ROLLBACK_FAILED}),
     S.MERGING_TO_DEFAULT: frozenset({S.SUCCEEDED, S.MERGED, S.FAILED}),
     **{final: frozenset() for final in FINAL_STATES},
@@ -86,8 +89,31 @@ NOT_IN_MODE: dict[Mode, frozenset[State]] = {
     Mode.MERGE_ONLY: frozenset(
         {S.DEPLOYING, S.VERIFYING, S.ROLLING_BACK, S.ROLLED_BACK, S.ROLLBACK_FAILED, S.SUCCEEDED}
     ),
+    # A rollback redeploys revisions that were built and merged long ago.
+    Mode.ROLLBACK: frozenset(
+        {
+            S.MERGING,
+            S.BUILDING,
+            S.BUILD_FAILED,
+            S.MERGING_TO_DEFAULT,
+            S.MERGED,
+            S.MERGE_CONFLICT,
+            S.ABANDONED,
+        }
+    ),
+}
+
+# Moves only one mode makes: a rollback goes straight to deploying and ends after its soak.
+MODE_ONLY_MOVES: dict[tuple[State, State], Mode] = {
+    (S.QUEUED, S.DEPLOYING): Mode.ROLLBACK,
+    (S.VERIFYING, S.SUCCEEDED): Mode.ROLLBACK,
 }
 
 
 def is_allowed(from_state: str, to_state: str, mode: str) -> bool:
-    return to_state in TRANSITIONS[State(from_state)] and to_state not in NOT_IN_MODE[Mode(mode)]
+    only_for = MODE_ONLY_MOVES.get((State(from_state), State(to_state)))
+    return (
+        to_state in TRANSITIONS[State(from_state)]
+        and to_state not in NOT_IN_MODE[Mode(mode)]
+        and (only_for is None or only_for == mode)
+    )

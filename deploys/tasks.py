@@ -1,6 +1,6 @@
 from celery import shared_task
 
-from . import pipeline, resume
+from . import pipeline, resume, rollout
 from .states import State
 from .steps import run_step
 
@@ -15,6 +15,26 @@ def make_candidate(self, deploy_id: int) -> None:
 @shared_task(**STEP_OPTIONS)
 def merge_to_default(self, deploy_id: int) -> None:
     run_step(self, deploy_id, State.MERGING_TO_DEFAULT, pipeline.merge_to_default)
+
+
+# The watching steps: short ticks, each asking for the next (rollout.tick); no retries, since
+# the next tick or the safety net runs them again anyway.
+TICK_OPTIONS = {"bind": True, "acks_late": True, "max_retries": 0, "soft_time_limit": 120}
+
+
+@shared_task(**TICK_OPTIONS)
+def deploy_tick(self, deploy_id: int) -> None:
+    run_step(self, deploy_id, State.DEPLOYING, lambda d: rollout.tick(d, rollout.deploy_step))
+
+
+@shared_task(**TICK_OPTIONS)
+def verify_tick(self, deploy_id: int) -> None:
+    run_step(self, deploy_id, State.VERIFYING, lambda d: rollout.tick(d, rollout.verify_step))
+
+
+@shared_task(**TICK_OPTIONS)
+def rollback_tick(self, deploy_id: int) -> None:
+    run_step(self, deploy_id, State.ROLLING_BACK, lambda d: rollout.tick(d, rollout.rollback_step))
 
 
 @shared_task(acks_late=True)

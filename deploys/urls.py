@@ -9,4 +9,5 @@ urlpatterns = [
     path("deploys/<int:pk>/cancel/", views.cancel, name="deploy-cancel"),
     path("deploys/<int:pk>/abandon/", views.abandon, name="deploy-abandon"),
     path("deploys/<int:pk>/retry-build/", views.retry_build, name="deploy-retry-build"),
+    path("deploys/<int:pk>/rollback/", views.roll_back_to, name="deploy-rollback"),
 ]

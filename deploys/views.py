@@ -10,7 +10,7 @@ from builds.models import Build
 
 from . import actions, slot
 from .forms import QueueDeployForm
-from .models import Application, Deploy, DeployEvent
+from .models import Application, Deploy, DeployEvent, ServiceRollout
 from .statemachine import IllegalTransition
 
 RECENT_DEPLOYS = 10
@@ -65,6 +65,10 @@ def deploy_page(request, pk: int):
         Deploy.objects.select_related("application", "requester").prefetch_related(
             Prefetch("events", DeployEvent.objects.select_related("actor")),
             Prefetch("builds", with_log_tail(Build.objects.order_by("attempt"))),
+            Prefetch(
+                "rollouts",
+                ServiceRollout.objects.select_related("placement__service", "placement__cluster"),
+            ),
         ),
         pk=pk,
     )
@@ -78,6 +82,8 @@ def deploy_page(request, pk: int):
             "position": slot.queue_position(deploy),
             "can_cancel": deploy.state in actions.CANCELLABLE,
             "can_retry": deploy.state == "build_failed",
+            "can_roll_back_to": deploy.state == "succeeded"
+            and any(r.status == "done" for r in deploy.rollouts.all()),
         },
     )
 
@@ -104,3 +110,15 @@ def _button(action, done: str):
 cancel = _button(actions.cancel, "Cancelled.")
 abandon = _button(actions.abandon, "Abandoned: the slot is handed on.")
 retry_build = _button(actions.retry_build, "The build runs again.")
+
+
+@require_POST
+def roll_back_to(request, pk: int):
+    release = get_object_or_404(Deploy, pk=pk)
+    try:
+        rollback = actions.roll_back_to(release, actor=request.user)
+    except actions.DeployRequestError as exc:
+        messages.error(request, str(exc))
+        return redirect("deploy", pk=pk)
+    messages.success(request, f"Queued deploy #{rollback.pk} to roll back to this release.")
+    return redirect("deploy", pk=rollback.pk)

@@ -198,6 +198,14 @@ FC_BUILD_LOG_FLUSH_SECONDS = env.float("FC_BUILD_LOG_FLUSH_SECONDS", default=0.5
 # A build log keeps its last this many characters; what was cut is counted and said.
 FC_BUILD_LOG_MAX_CHARS = env.int("FC_BUILD_LOG_MAX_CHARS", default=2_000_000)
 
+# ECS rollouts. AWS credentials and region come from boto3's own environment variables
+# (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL for moto).
+FC_ROLLOUT_POLL_SECONDS = env.float("FC_ROLLOUT_POLL_SECONDS", default=1.0)
+# A rollout, soak or rollback whose watcher has not looked for this long is picked up again.
+FC_ROLLOUT_STALL_AFTER = timedelta(seconds=env.int("FC_ROLLOUT_STALL_AFTER", default=60))
+FC_AWS_TIMEOUT = env.float("FC_AWS_TIMEOUT", default=10.0)
+FC_AWS_MAX_ATTEMPTS = env.int("FC_AWS_MAX_ATTEMPTS", default=8)
+
 # Jenkins, for applications whose build backend is Jenkins. Credentials only from here.
 JENKINS_URL = env.str("JENKINS_URL", default="")
 JENKINS_USER = env.str("JENKINS_USER", default="")

@@ -20,6 +20,8 @@ class SentTasks:
     """Step tasks sent while a test ran, for tests that drive the pipeline themselves."""
 
     sent: list[tuple[str, int]] = field(default_factory=list)
+    # Ticks asked for after a pause (a rollout watching ECS): run when the test says so.
+    later: list[tuple[str, int]] = field(default_factory=list)
 
     def run_all(self) -> None:
         """Run the sent steps in this process, in order, until none is left."""
@@ -30,6 +32,13 @@ class SentTasks:
             task_name, deploy_id = self.sent.pop(0)
             current_app.tasks[task_name].apply(args=[deploy_id], throw=True)
 
+    def release_later(self) -> int:
+        """Make the paused ticks due now; returns how many there were."""
+        count = len(self.later)
+        self.sent.extend(self.later)
+        self.later.clear()
+        return count
+
 
 @pytest.fixture(autouse=True)
 def sent_tasks(request, monkeypatch, settings, tmp_path):
@@ -39,6 +48,11 @@ def sent_tasks(request, monkeypatch, settings, tmp_path):
     if "worker" not in request.fixturenames:
         monkeypatch.setattr(
             pipeline, "send_task", lambda name, deploy_id: recorder.sent.append((name, deploy_id))
+        )
+        monkeypatch.setattr(
+            pipeline,
+            "send_task_later",
+            lambda name, deploy_id: recorder.later.append((name, deploy_id)),
         )
     return recorder
 

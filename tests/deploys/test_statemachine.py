@@ -3,7 +3,15 @@ from django.db import transaction
 
 from deploys.models import Deploy, DeployEvent
 from deploys.statemachine import IllegalTransition, transition
-from deploys.states import FINAL_STATES, NOT_IN_MODE, SLOT_STATES, TRANSITIONS, Mode, State
+from deploys.states import (
+    FINAL_STATES,
+    MODE_ONLY_MOVES,
+    NOT_IN_MODE,
+    SLOT_STATES,
+    TRANSITIONS,
+    Mode,
+    State,
+)
 
 
 def make_deploy(application, user, state, mode=Mode.DEPLOY) -> Deploy:
@@ -27,7 +35,12 @@ def test_every_move_is_allowed_exactly_when_the_table_says(application, user, mo
     for to_state in State:
         if to_state == from_state:
             continue
-        legal = to_state in TRANSITIONS[from_state] and to_state not in NOT_IN_MODE[mode]
+        only_for = MODE_ONLY_MOVES.get((from_state, to_state))
+        legal = (
+            to_state in TRANSITIONS[from_state]
+            and to_state not in NOT_IN_MODE[mode]
+            and only_for in (None, mode)
+        )
         with transaction.atomic():
             deploy = make_deploy(application, user, from_state, mode)
             if legal:

@@ -769,8 +769,9 @@ def fill_deploy_page(application, users, events: int, builds: int) -> Deploy:
 
 
 # Session, user, the deploy (with application and requester), its events (with actors), its
-# builds; a queued deploy adds one for its place in the queue.
-DEPLOY_PAGE_MAX_QUERIES = 2 + 3
+# builds, its rollouts (with services and clusters); a queued deploy adds one for its place
+# in the queue.
+DEPLOY_PAGE_MAX_QUERIES = 2 + 4
 
 
 def test_the_deploy_page_costs_a_fixed_number_of_queries(

@@ -1,0 +1,17 @@
+"""The JSON API of clusters and services. Every view needs a logged-in user."""
+
+from django.shortcuts import get_object_or_404
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from deploys.models import Application
+
+from .config import export_app_config_data
+
+
+class AppConfigView(APIView):
+    """An application's configuration: the structure of its file (docs/app-config.md)."""
+
+    def get(self, request, slug: str):
+        application = get_object_or_404(Application, slug=slug)
+        return Response(export_app_config_data(application))

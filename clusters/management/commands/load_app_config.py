@@ -1,0 +1,45 @@
+import sys
+
+from django.core.management.base import BaseCommand, CommandError
+
+from clusters.config import ConfigError, apply_app_config, parse_app_config
+
+
+class Command(BaseCommand):
+    help = (
+        "Load an application's configuration file (docs/app-config.md): its settings, "
+        "clusters, services and placements. Everything or nothing is changed."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("path", help="the YAML file; - reads standard input")
+        parser.add_argument(
+            "--create", action="store_true", help="create the application if it does not exist"
+        )
+        parser.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="validate and show what would change, without changing anything",
+        )
+
+    def handle(self, *args, path, create, dry_run, **options):
+        try:
+            if path == "-":
+                text = sys.stdin.read()
+            else:
+                with open(path, encoding="utf-8") as file:
+                    text = file.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CommandError(f"cannot read {path}: {exc}") from None
+        try:
+            config = parse_app_config(text)
+            report = apply_app_config(config, create=create, dry_run=dry_run)
+        except ConfigError as exc:
+            count = len(exc.errors)
+            raise CommandError(
+                f"{path}: {count} error{'s' if count != 1 else ''}, nothing was changed:\n"
+                + "\n".join(f"  {error}" for error in exc.errors)
+            ) from None
+        for warning in report.warnings:
+            self.stderr.write(self.style.WARNING(f"warning: {warning}"))
+        self.stdout.write(str(report))
