@@ -28,6 +28,7 @@ class BuildSpec:
     candidate_ref: str
     branch: str
     image_tag: str
+    image_repository: str = ""
 
     def parameters(self) -> dict[str, str]:
         """The build's parameters: Jenkins job parameters, or the local command's environment."""
@@ -38,6 +39,8 @@ class BuildSpec:
             "FC_CANDIDATE_REF": self.candidate_ref,
             "FC_BRANCH": self.branch,
             "FC_IMAGE_TAG": self.image_tag,
+            # Where to push the image: the rollout deploys image_repository:image_tag.
+            "FC_IMAGE_REPOSITORY": self.image_repository,
         }
 
 

@@ -75,6 +75,7 @@ def spec_for(deploy: Deploy, build: Build) -> BuildSpec:
         candidate_ref=deploy.candidate_ref,
         branch=deploy.branch,
         image_tag=build.image_tag,
+        image_repository=deploy.application.image_repository,
     )
 
 

@@ -17,8 +17,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # The build command comes from the repository under test: it gets a plain environment, never
-# the worker's own (which holds the database URL, the secret key and cloud credentials).
-PASSED_THROUGH_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR")
+# the worker's own (which holds the database URL, the secret key and cloud credentials). Where
+# AWS is (an endpoint and a region, no credentials) passes, so a build can push its image.
+PASSED_THROUGH_ENV = (
+    "PATH",
+    "HOME",
+    "LANG",
+    "LC_ALL",
+    "TZ",
+    "TMPDIR",
+    "AWS_ENDPOINT_URL",
+    "AWS_DEFAULT_REGION",
+    "AWS_REGION",
+)
 
 
 @dataclass(frozen=True)
