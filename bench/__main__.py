@@ -33,10 +33,11 @@ def main() -> None:
 
     call_command("migrate", verbosity=0)
 
-    from bench import build_notification, slot_handoff
+    from bench import build_notification, rollback_start, slot_handoff
 
     figures = slot_handoff.run(var_dir)
     figures.update(build_notification.run(var_dir))
+    figures.update(rollback_start.run(var_dir))
     report(figures)
 
 
@@ -59,10 +60,12 @@ def report(figures: dict[str, dict]) -> None:
         "figures": figures,
     }
     RESULTS.write_text(json.dumps(document, indent=2) + "\n")
-    print(f"{'figure':<40} {'n':>4} {'median ms':>10} {'p95 ms':>10} {'max ms':>10}")
+    width = max(40, *(len(name) for name in figures))
+    print(f"{'figure':<{width}} {'n':>4} {'median ms':>10} {'p95 ms':>10} {'max ms':>10}")
     for name, f in figures.items():
         print(
-            f"{name:<40} {f['count']:>4} {f['median_ms']:>10} {f['p95_ms']:>10} {f['max_ms']:>10}"
+            f"{name:<{width}} {f['count']:>4} {f['median_ms']:>10} {f['p95_ms']:>10} "
+            f"{f['max_ms']:>10}"
         )
     print(f"written to {RESULTS.relative_to(ROOT)}")
 

@@ -117,50 +117,51 @@ def deploy_step(deploy: Deploy) -> None:
         if missing:
             _move(deploy, State.FAILED, f"{missing}: no service was touched")
             return
-    waiting = [r for r in rollouts if r.status != R.DONE]
-    if not waiting:
-        soak = deploy.application.soak_seconds
-        _move(
+    # A phase that comes out starts the next at once, and the last one starts the soak:
+    # no tick is spent only noticing that a phase is done.
+    while waiting := [r for r in rollouts if r.status != R.DONE]:
+        phase = waiting[0].phase
+        problems = _each_service(
             deploy,
-            State.VERIFYING,
-            f"every phase is out; watching for {soak} s before "
-            + ("finishing" if deploy.mode == Mode.ROLLBACK else "merging"),
-            verify_until=timezone.now() + timedelta(seconds=soak),
+            [r for r in waiting if r.phase == phase],
+            lambda rollout: (_start if rollout.status == R.PENDING else _watch_forward)(
+                deploy, rollout
+            ),
         )
-        return
-    phase = waiting[0].phase
+        if problems:
+            _move(deploy, State.ROLLING_BACK, "; ".join(problems) + ". Rolling back.")
+            return
+        if any(r.status != R.DONE for r in waiting if r.phase == phase):
+            return  # still going out: the next tick looks again
+    soak = deploy.application.soak_seconds
+    _move(
+        deploy,
+        State.VERIFYING,
+        f"every phase is out; watching for {soak} s before "
+        + ("finishing" if deploy.mode == Mode.ROLLBACK else "merging"),
+        verify_until=timezone.now() + timedelta(seconds=soak),
+    )
+
+
+def _each_service(deploy: Deploy, rollouts: list[ServiceRollout], act) -> list[str]:
+    """Act on each service; a failure marks it failed and is returned, passing trouble said."""
     problems = []
-    for rollout in [r for r in waiting if r.phase == phase]:
+    for rollout in rollouts:
         try:
-            if rollout.status == R.PENDING:
-                _start(deploy, rollout)
-            else:
-                _watch_forward(deploy, rollout)
-        except RolloutProblem as exc:
-            _mark(rollout, R.FAILED, str(exc))
-            problems.append(str(exc))
+            act(rollout)
         except EcsUnavailable as exc:
             _note_trouble(deploy, rollout, exc)
-        except EcsError as exc:
+        except (RolloutProblem, EcsError) as exc:
             _mark(rollout, R.FAILED, str(exc))
             problems.append(str(exc))
-    if problems:
-        _move(deploy, State.ROLLING_BACK, "; ".join(problems) + ". Rolling back.")
+    return problems
 
 
 def verify_step(deploy: Deploy) -> None:
     """verifying: the soak; the same watch on every service until verify_until."""
-    problems = []
-    for rollout in _rollouts_of(deploy):
-        try:
-            _watch_settled(deploy, rollout)
-        except RolloutProblem as exc:
-            _mark(rollout, R.FAILED, str(exc))
-            problems.append(str(exc))
-        except EcsUnavailable as exc:
-            _note_trouble(deploy, rollout, exc)
-        except EcsError as exc:
-            problems.append(str(exc))
+    problems = _each_service(
+        deploy, _rollouts_of(deploy), lambda rollout: _watch_settled(deploy, rollout)
+    )
     if problems:
         _move(deploy, State.ROLLING_BACK, "; ".join(problems) + ". Rolling back.")
         return
@@ -178,28 +179,33 @@ def verify_step(deploy: Deploy) -> None:
 def rollback_step(deploy: Deploy) -> None:
     """rolling_back: put every touched service back, highest phase first, and watch it."""
     rollouts = _rollouts_of(deploy)
-    to_undo = [
+    while to_undo := [
         r for r in rollouts if r.previous_task_definition and r.status not in BACK_OR_GIVEN_UP
-    ]
-    if not to_undo:
-        _finish_rollback(deploy, rollouts)
-        return
-    phase = max(r.phase for r in to_undo)
-    for rollout in [r for r in to_undo if r.phase == phase]:
-        try:
-            if rollout.status in (*TOUCHED, R.PENDING):
-                _start_rollback(deploy, rollout)
-            else:
-                _watch_back(deploy, rollout)
-        except RolloutProblem as exc:
-            _mark(rollout, R.ROLLBACK_FAILED, str(exc))
-        except EcsUnavailable as exc:
-            if _over_time(deploy, rollout):
-                _mark(rollout, R.ROLLBACK_FAILED, f"{exc}, past the phase timeout")
-            else:
-                _note_trouble(deploy, rollout, exc)
-        except EcsError as exc:
-            _mark(rollout, R.ROLLBACK_FAILED, str(exc))
+    ]:
+        phase = max(r.phase for r in to_undo)
+        in_phase = [r for r in to_undo if r.phase == phase]
+        for rollout in in_phase:
+            _roll_back_one(deploy, rollout)
+        if any(r.status not in BACK_OR_GIVEN_UP for r in in_phase):
+            return  # still going back: the next tick looks again
+    _finish_rollback(deploy, rollouts)
+
+
+def _roll_back_one(deploy: Deploy, rollout: ServiceRollout) -> None:
+    try:
+        if rollout.status in (*TOUCHED, R.PENDING):
+            _start_rollback(deploy, rollout)
+        else:
+            _watch_back(deploy, rollout)
+    except RolloutProblem as exc:
+        _mark(rollout, R.ROLLBACK_FAILED, str(exc))
+    except EcsUnavailable as exc:
+        if _over_time(deploy, rollout):
+            _mark(rollout, R.ROLLBACK_FAILED, f"{exc}, past the phase timeout")
+        else:
+            _note_trouble(deploy, rollout, exc)
+    except EcsError as exc:
+        _mark(rollout, R.ROLLBACK_FAILED, str(exc))
 
 
 # ------------------------------------------------------------------------- one service
@@ -300,7 +306,15 @@ def _start_rollback(deploy: Deploy, rollout: ServiceRollout) -> None:
 
 
 def _watch_back(deploy: Deploy, rollout: ServiceRollout) -> None:
-    if _watch(deploy, rollout, rollout.rollback_deployment_id, rollout.previous_task_definition):
+    # No health check here: the revision that ran before is restored whatever the check says
+    # (a check failing on the old revision too is the world's problem, not this deploy's).
+    if _watch(
+        deploy,
+        rollout,
+        rollout.rollback_deployment_id,
+        rollout.previous_task_definition,
+        check_health=False,
+    ):
         _mark(rollout, R.ROLLED_BACK, f"back on {revision_name(rollout.previous_task_definition)}")
 
 
@@ -311,6 +325,7 @@ def _watch(
     task_definition: str,
     *,
     soak: bool = False,
+    check_health: bool = True,
 ) -> bool:
     """True once the deployment is out and healthy; RolloutProblem when it failed."""
     placement, target = rollout.placement, _target(rollout)
@@ -347,7 +362,7 @@ def _watch(
         and ours.running >= ours.desired
         and primary.task_definition == task_definition
     )
-    if out and placement.service.health_check_url:
+    if out and check_health and placement.service.health_check_url:
         _check_health(placement.service.health_check_url, _name(rollout))
     if not out and not soak and _over_time(deploy, rollout):
         raise RolloutProblem(
@@ -387,7 +402,7 @@ def _finish_rollback(deploy: Deploy, rollouts: list[ServiceRollout]) -> None:
     failed = [r for r in rollouts if r.status == R.ROLLBACK_FAILED]
     if not failed:
         back = ", ".join(
-            f"{_name(r)} on {revision_name(r.previous_task_definition)}"
+            f"{_name(r)} runs {revision_name(r.previous_task_definition)}"
             for r in rollouts
             if r.status == R.ROLLED_BACK
         )

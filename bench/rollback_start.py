@@ -1,0 +1,357 @@
+"""First failed task visible -> rollback started: how soon a rollout notices a failing revision.
+
+moto's ThreadedMotoServer runs in this process with the ECS simulator installed and its clock
+running (fatcontroller/ecs_simulator.py); a real Celery worker process talks to it through
+AWS_ENDPOINT_URL with dummy credentials and runs the rollout as in production, with the
+default poll (FC_ROLLOUT_POLL_SECONDS=1, pinned for the worker). No beat runs, so only the
+rollout's own ticks move the deploy.
+
+The application has two ECS services, both in phase 1, of two tasks each. Every run pushes an
+image tagged `doomed-NNN` to moto's ECR (so the image check passes) and makes a deploy of it
+that has just built: the Deploy row is written in `building` with a succeeded Build, and
+pipeline.build_finished moves it to `deploying` through the state machine, which sends the
+first tick to the worker. The simulator fails every deployment whose image contains "doomed"
+(behave_by_image "oom"): its tasks start, then stop with OutOfMemoryError. Rollbacks go to the
+`base` revisions, which behave.
+
+Start of the figure: the wall time the simulator's clock thread releases its lock after an
+advance in which it stopped the first task of the deploy's revision. ECS calls run under the
+same lock, so that is the first moment list_tasks/describe_tasks can show the stopped task.
+The simulator is not edited: this module wraps the instance's `_fail` (to note the task) and
+`advance` (to stamp the release). End: the wall time this process, reading the database every
+5 ms, first sees the deploy in `rolling_back`. Each run then waits for `rolled_back` and
+checks every service is back on its `base` revision before the next run.
+
+Where in the rollout's tick period (1 s of countdown plus the tick itself) the failure lands
+decides most of the figure, and with fixed timings it would land at the same point every run.
+So each run gives doomed tasks another lifetime, evenly spread over 0.4-1.5 s (more than one
+period): the failures fall evenly over the period, and the figure is the same from one `make
+bench` to the next rather than the luck of a few random draws.
+
+What the time is made of is kept beside the figure in results.json: from the failure to the
+first describe_tasks answer that includes it (the wait for the next tick), from that answer
+to the DeployEvent of the move (the rest of that tick), from the event to the state being
+seen here (commit and this process's poll), and the rollout's tick period.
+"""
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+RUNS = 10
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+REPOSITORY_NAME = "bench-shop"
+REPOSITORY = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{REPOSITORY_NAME}"
+CLUSTER = "bench"
+SERVICES = ("bench-web", "bench-worker")  # both in phase 1
+TASKS_PER_SERVICE = 2
+MARKER = "doomed"
+TASK_START_SECONDS = 0.2
+# A doomed task runs this long: evenly spread over more than a tick period, one value a run.
+TASK_LIFETIME_SECONDS = (0.4, 1.5)
+CLOCK_INTERVAL = 0.02
+POLL_SECONDS = 0.005  # how often the database is read while timing
+DUMMY_AWS = {
+    "AWS_ACCESS_KEY_ID": "bench",
+    "AWS_SECRET_ACCESS_KEY": "bench",
+    "AWS_DEFAULT_REGION": REGION,
+}
+MANIFEST = (
+    '{"schemaVersion": 2, "mediaType": '
+    '"application/vnd.docker.distribution.manifest.v2+json", "layers": []}'
+)
+
+
+class FailureWatch:
+    """When the simulator stops a failing task, and when the worker first reads it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.armed = False
+        self._just_failed: list[tuple[str, str]] = []  # (task arn, deployment id), this advance
+        self.visible_at: float | None = None  # the first failure, as soon as callers can see it
+        self.first_task: str = ""
+        self.first_deployment: str = ""
+        self.failed_arns: set[str] = set()
+        self.seen_by_worker_at: float | None = None  # the first describe_tasks answer with it
+        self.watch_calls: list[tuple[float, str]] = []  # list_tasks STOPPED: (time, startedBy)
+
+    def arm(self) -> None:
+        with self._lock:
+            self.armed = True
+            self._just_failed.clear()
+            self.visible_at = self.seen_by_worker_at = None
+            self.first_task = self.first_deployment = ""
+            self.failed_arns = set()
+            self.watch_calls = []
+
+    def disarm(self) -> None:
+        with self._lock:
+            self.armed = False
+
+    def install(self, sim, backend_class) -> Callable[[], None]:
+        """Wrap the simulator's `_fail` and `advance` and moto's two task reads; returns undo."""
+        original_fail, original_advance = sim._fail, sim.advance
+        original_describe = backend_class.__dict__["describe_tasks"]
+        original_list = backend_class.__dict__["list_tasks"]
+        watch = self
+
+        def fail(service, state, deployment, sim_task, t):
+            original_fail(service, state, deployment, sim_task, t)
+            watch._just_failed.append((sim_task.task.task_arn, deployment.id))
+
+        def advance(seconds):
+            try:
+                original_advance(seconds)
+            finally:
+                # The simulator's lock is released: what it stopped is what ECS now answers.
+                released = time.time()
+                failed, watch._just_failed = watch._just_failed, []
+                with watch._lock:
+                    if watch.armed and failed:
+                        watch.failed_arns.update(arn for arn, _ in failed)
+                        if watch.visible_at is None:
+                            watch.visible_at = released
+                            watch.first_task, watch.first_deployment = failed[0]
+
+        def describe_tasks(backend, *args, **kwargs):
+            answer = original_describe(backend, *args, **kwargs)
+            with watch._lock:
+                if watch.seen_by_worker_at is None and any(
+                    t.task_arn in watch.failed_arns for t in answer
+                ):
+                    watch.seen_by_worker_at = time.time()
+            return answer
+
+        def list_tasks(backend, *args, **kwargs):
+            started_by = kwargs.get("started_by") or (args[3] if len(args) > 3 else None)
+            status = kwargs.get("desiredStatus") or (args[5] if len(args) > 5 else None)
+            if status == "STOPPED" and started_by:
+                watch.watch_calls.append((time.time(), started_by))
+            return original_list(backend, *args, **kwargs)
+
+        sim._fail, sim.advance = fail, advance
+        backend_class.describe_tasks = describe_tasks
+        backend_class.list_tasks = list_tasks
+
+        def undo() -> None:
+            backend_class.describe_tasks = original_describe
+            backend_class.list_tasks = original_list
+            del sim._fail, sim.advance
+
+        return undo
+
+
+def run(var_dir: Path) -> dict[str, dict]:
+    import boto3
+    from django.contrib.auth import get_user_model
+    from moto.ecs.models import EC2ContainerServiceBackend
+    from moto.server import ThreadedMotoServer
+
+    from bench.__main__ import start_worker, summary
+    from clusters.models import Cluster, Placement, ProcessType, Service
+    from deploys.models import Application
+    from fatcontroller.ecs_simulator import EcsSimulator
+
+    work = var_dir / "rollback-start"
+    # moto's server would log every request the worker makes.
+    werkzeug = logging.getLogger("werkzeug")
+    werkzeug_level = werkzeug.level
+    werkzeug.setLevel(logging.WARNING)
+    work.mkdir(parents=True, exist_ok=True)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    sim = EcsSimulator(task_start_seconds=TASK_START_SECONDS)
+    sim.install()
+    watch = FailureWatch()
+    undo = watch.install(sim, EC2ContainerServiceBackend)
+    sim.start_clock(interval=CLOCK_INTERVAL)
+    sim.behave_by_image(MARKER, "oom")
+    worker = None
+    try:
+        aws = {
+            "region_name": REGION,
+            "endpoint_url": url,
+            "aws_access_key_id": DUMMY_AWS["AWS_ACCESS_KEY_ID"],
+            "aws_secret_access_key": DUMMY_AWS["AWS_SECRET_ACCESS_KEY"],
+        }
+        ecs, ecr = boto3.client("ecs", **aws), boto3.client("ecr", **aws)
+        base = _make_services(ecs, ecr)
+
+        app = Application.objects.create(
+            slug="bench-ecs",
+            name="Bench on ECS",
+            git_remote_url=str(work / "unused.git"),  # the deploys never merge
+            image_repository=REPOSITORY,
+            soak_seconds=0,
+            phase_timeout_seconds=60,
+        )
+        cluster = Cluster.objects.create(name=CLUSTER, region=REGION)
+        for name in SERVICES:
+            service = Service.objects.create(
+                application=app, name=name, process_type=ProcessType.WEB, phase=1
+            )
+            Placement.objects.create(
+                service=service, cluster=cluster, ecs_service_name=name, container_name="app"
+            )
+        user = get_user_model().objects.get_or_create(username="bench")[0]
+
+        env = {**DUMMY_AWS, "AWS_ENDPOINT_URL": url, "FC_ROLLOUT_POLL_SECONDS": "1"}
+        worker = start_worker(var_dir / "worker-rollback-start.log", env=env)
+        samples: dict[str, list[float]] = {
+            "total": [],
+            "wait": [],
+            "tick": [],
+            "commit": [],
+            "period": [],
+        }
+        for n in range(RUNS):
+            sim.task_fail_after_seconds = _lifetime(n)
+            one = _one_run(n, app, user, ecs, ecr, base, watch)
+            for key, value in one.items():
+                samples[key].extend(value if isinstance(value, list) else [value])
+    finally:
+        if worker is not None:
+            worker.terminate()
+            worker.wait(timeout=30)
+        sim.stop_clock()
+        undo()
+        sim.uninstall()
+        server.stop()
+        werkzeug.setLevel(werkzeug_level)
+
+    figure = summary(samples["total"])
+    figure["breakdown"] = {
+        "failure visible -> first describe_tasks showing it": summary(samples["wait"]),
+        "that answer -> rolling_back event": summary(samples["tick"]),
+        "event -> state seen in the database": summary(samples["commit"]),
+        "rollout tick period": summary(samples["period"]),
+    }
+    return {"first failed task visible -> rollback started": figure}
+
+
+def _lifetime(n: int) -> float:
+    low, high = TASK_LIFETIME_SECONDS
+    return low + (high - low) * (n + 0.5) / RUNS
+
+
+def _make_services(ecs, ecr) -> dict[str, str]:
+    """The cluster and its services on `base`, steady; returns each service's revision."""
+    ecs.create_cluster(clusterName=CLUSTER)
+    ecr.create_repository(repositoryName=REPOSITORY_NAME)
+    base = {}
+    for name in SERVICES:
+        arn = ecs.register_task_definition(
+            family=name,
+            networkMode="bridge",
+            containerDefinitions=[
+                {"name": "app", "image": f"{REPOSITORY}:base", "memory": 256, "essential": True}
+            ],
+        )["taskDefinition"]["taskDefinitionArn"]
+        ecs.create_service(
+            cluster=CLUSTER, serviceName=name, taskDefinition=arn, desiredCount=TASKS_PER_SERVICE
+        )
+        base[name] = arn
+    _wait_for(lambda: _steady_on(ecs, base), "the services to start", timeout=30)
+    return base
+
+
+def _one_run(n, app, user, ecs, ecr, base, watch: FailureWatch) -> dict:
+    from builds.models import Build, BuildStatus
+    from deploys import pipeline
+    from deploys.models import Deploy
+    from deploys.states import State
+
+    tag = f"{MARKER}-{n:03d}"
+    ecr.put_image(repositoryName=REPOSITORY_NAME, imageManifest=MANIFEST, imageTag=tag)
+    deploy = Deploy.objects.create(
+        application=app,
+        branch=f"bench/rollback-{n:03d}",
+        requester=user,
+        state=State.BUILDING,
+        candidate_sha=f"{n:040x}",
+        head_sha=f"{n:040x}",
+    )
+    build = Build.objects.create(
+        deploy=deploy, attempt=1, status=BuildStatus.SUCCEEDED, image_tag=tag
+    )
+    watch.arm()
+    pipeline.build_finished(deploy, build, passed=True, summary="bench")  # -> deploying
+
+    started = time.monotonic()
+    while (state := _state(deploy)) != State.ROLLING_BACK:
+        if state != State.DEPLOYING:
+            raise SystemExit(f"bench: deploy #{deploy.pk} went {state}; see the worker log")
+        if time.monotonic() - started > 30:
+            raise SystemExit(
+                f"bench: deploy #{deploy.pk} not rolling back 30 s after it started deploying; "
+                "see worker-rollback-start.log"
+            )
+        time.sleep(POLL_SECONDS)
+    seen = time.time()
+    watch.disarm()
+    if watch.visible_at is None:
+        raise SystemExit(f"bench: deploy #{deploy.pk} rolled back before any task failed")
+    ours = set(deploy.rollouts.values_list("deployment_id", flat=True))
+    if watch.first_deployment not in ours:
+        raise SystemExit(
+            f"bench: the first failed task {watch.first_task} is of {watch.first_deployment}, "
+            f"not of deploy #{deploy.pk}'s deployments {sorted(ours)}"
+        )
+    moved = deploy.events.get(from_state=State.DEPLOYING, to_state=State.ROLLING_BACK)
+    event_at = moved.created_at.timestamp()
+    looked = watch.seen_by_worker_at or event_at
+    # Ticks of the forward rollout: its list_tasks(STOPPED) calls, one per service a tick.
+    starts = []
+    for at, started_by in sorted(watch.watch_calls):
+        if started_by in ours and (not starts or at - starts[-1] > 0.3):
+            starts.append(at)
+
+    _wait_for(lambda: _state(deploy) in _final(), f"deploy #{deploy.pk} to finish", timeout=60)
+    if _state(deploy) != State.ROLLED_BACK:
+        raise SystemExit(f"bench: deploy #{deploy.pk} ended {_state(deploy)}, not rolled back")
+    if not _steady_on(ecs, base):
+        raise SystemExit(f"bench: after deploy #{deploy.pk} the services are not back on base")
+    return {
+        "total": (seen - watch.visible_at) * 1000,
+        "wait": (looked - watch.visible_at) * 1000,
+        "tick": (event_at - looked) * 1000,
+        "commit": (seen - event_at) * 1000,
+        "period": [(b - a) * 1000 for a, b in zip(starts, starts[1:], strict=False)],
+    }
+
+
+def _steady_on(ecs, revisions: dict[str, str]) -> bool:
+    described = ecs.describe_services(cluster=CLUSTER, services=list(revisions))["services"]
+    return all(
+        s["taskDefinition"] == revisions[s["serviceName"]]
+        and len(s["deployments"]) == 1
+        and s["deployments"][0]["rolloutState"] == "COMPLETED"
+        and s["runningCount"] == s["desiredCount"]
+        for s in described
+    ) and len(described) == len(revisions)
+
+
+def _state(deploy) -> str:
+    from deploys.models import Deploy
+
+    return Deploy.objects.values_list("state", flat=True).get(pk=deploy.pk)
+
+
+def _final():
+    from deploys.states import FINAL_STATES
+
+    return FINAL_STATES
+
+
+def _wait_for(predicate, what: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"bench: timed out waiting for {what}; see worker-rollback-start.log")
+        time.sleep(0.02)
