@@ -291,7 +291,9 @@ def _watch_settled(deploy: Deploy, rollout: ServiceRollout) -> None:
 def _start_rollback(deploy: Deploy, rollout: ServiceRollout) -> None:
     placement, target = rollout.placement, _target(rollout)
     cluster, service = placement.cluster.name, placement.ecs_service_name
-    deployment_id = target.update_service(cluster, service, rollout.previous_task_definition)
+    # Adopted when the service already runs it: ECS rolled it back by itself, the forward
+    # update never happened, or a tick that died had already sent this one.
+    deployment_id = _adopt_or_update(target, cluster, service, rollout.previous_task_definition)
     _save(
         rollout,
         rollback_deployment_id=deployment_id,
