@@ -46,8 +46,6 @@ log = logging.getLogger(__name__)
 R = RolloutStatus
 TOUCHED = (R.UPDATING, R.DONE, R.FAILED)
 BACK_OR_GIVEN_UP = (R.ROLLED_BACK, R.ROLLBACK_FAILED)
-# How long a tick may hold the deploy; a tick whose worker died frees it after this.
-LEASE = timedelta(seconds=30)
 
 
 class RolloutProblem(Exception):
@@ -102,7 +100,7 @@ def _take_lease(deploy: Deploy) -> bool:
         Deploy.objects.filter(pk=deploy.pk, state=deploy.state)
         .filter(Q(step_lease_until__isnull=True) | Q(step_lease_until__lt=now))
         # updated_at is the heartbeat the safety net reads: a tick that runs is alive.
-        .update(step_lease_until=now + LEASE, updated_at=now)
+        .update(step_lease_until=now + settings.FC_ROLLOUT_LEASE, updated_at=now)
     )
 
 

@@ -203,6 +203,9 @@ FC_BUILD_LOG_MAX_CHARS = env.int("FC_BUILD_LOG_MAX_CHARS", default=2_000_000)
 FC_ROLLOUT_POLL_SECONDS = env.float("FC_ROLLOUT_POLL_SECONDS", default=1.0)
 # A rollout, soak or rollback whose watcher has not looked for this long is picked up again.
 FC_ROLLOUT_STALL_AFTER = timedelta(seconds=env.int("FC_ROLLOUT_STALL_AFTER", default=60))
+# How long one tick may hold a deploy; a tick whose worker died frees it after this. Longer
+# than a tick's slowest AWS calls, shorter than the stall window.
+FC_ROLLOUT_LEASE = timedelta(seconds=env.int("FC_ROLLOUT_LEASE", default=30))
 FC_AWS_TIMEOUT = env.float("FC_AWS_TIMEOUT", default=10.0)
 FC_AWS_MAX_ATTEMPTS = env.int("FC_AWS_MAX_ATTEMPTS", default=8)
 

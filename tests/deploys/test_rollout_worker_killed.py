@@ -63,6 +63,7 @@ REPOSITORY = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/demo-shop"
 # name: (process type, phase)
 SERVICES = {"shop-worker": (ProcessType.WORKER, 1), "shop-web": (ProcessType.WEB, 2)}
 STALL_AFTER = 3  # FC_ROLLOUT_STALL_AFTER, in seconds, for the workers and the safety net
+LEASE = 5  # FC_ROLLOUT_LEASE: how long a killed worker's tick keeps the others out
 R = RolloutStatus
 
 
@@ -308,6 +309,7 @@ def worker(transactional_db, aws, settings, tmp_path):
     tasks go to Redis for real.
     """
     settings.FC_ROLLOUT_STALL_AFTER = timedelta(seconds=STALL_AFTER)
+    settings.FC_ROLLOUT_LEASE = timedelta(seconds=LEASE)
     database = urlsplit(os.environ["DATABASE_URL"])
     env = {
         key: value
@@ -327,6 +329,7 @@ def worker(transactional_db, aws, settings, tmp_path):
             "AWS_DEFAULT_REGION": REGION,
             "FC_ROLLOUT_STALL_AFTER": str(STALL_AFTER),
             "FC_ROLLOUT_POLL_SECONDS": "0.5",
+            "FC_ROLLOUT_LEASE": str(LEASE),
             "FC_WORK_DIR": str(tmp_path / "worker-work"),
             "DB_CONN_MAX_AGE": "0",
             "LOG_LEVEL": "INFO",
