@@ -126,7 +126,14 @@ class Deploy(models.Model):
                 name="one_active_deploy_per_branch",
             ),
         ]
-        indexes = [models.Index(fields=["application", "state", "id"])]
+        indexes = [
+            models.Index(fields=["application", "state", "id"]),
+            # History: newest first, filtered by application, person or state.
+            models.Index(fields=["application", "-id"], name="deploy_app_newest"),
+            models.Index(fields=["requester", "-id"], name="deploy_requester_newest"),
+            models.Index(fields=["state", "-id"], name="deploy_state_newest"),
+            models.Index(fields=["-created_at"], name="deploy_created_newest"),
+        ]
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.application.slug}:{self.branch}"
