@@ -9,7 +9,7 @@ from rest_framework.views import APIView
 
 from builds.models import Build
 
-from . import actions, slot
+from . import actions, applications, slot
 from .api_errors import Conflict
 from .models import Application, Deploy, DeployEvent, ServiceRollout
 from .serializers import DeploySerializer, DeploySummarySerializer
@@ -108,3 +108,26 @@ class QueueView(APIView):
                 ],
             }
         )
+
+
+class ApplicationLockView(APIView):
+    """POST {"reason"}: lock the application (deploys queue, none starts). With unlock=True,
+    POST: unlock it (the next queued deploy takes the slot). Both answer the lock's state."""
+
+    unlock = False
+
+    def post(self, request, slug: str):
+        application = get_object_or_404(Application, slug=slug)
+        if self.unlock:
+            applications.unlock_application(application, actor=request.user)
+        else:
+            data = request.data if isinstance(request.data, dict) else {}
+            try:
+                applications.lock_application(
+                    application, actor=request.user, reason=data.get("reason")
+                )
+            except actions.DeployRequestError as exc:
+                raise ValidationError(exc.errors) from None
+            except applications.AlreadyLocked as exc:
+                raise Conflict(str(exc)) from None
+        return Response(applications.lock_state(application))

@@ -31,6 +31,16 @@ urlpatterns = [
     ),
     path("applications/<slug:slug>/queue/", api.QueueView.as_view(), name="api-queue"),
     path(
+        "applications/<slug:slug>/lock/",
+        api.ApplicationLockView.as_view(),
+        name="api-application-lock",
+    ),
+    path(
+        "applications/<slug:slug>/unlock/",
+        api.ApplicationLockView.as_view(unlock=True),
+        name="api-application-unlock",
+    ),
+    path(
         "applications/<slug:slug>/config/",
         clusters_api.AppConfigView.as_view(),
         name="api-app-config",

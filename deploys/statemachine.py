@@ -84,8 +84,11 @@ def record_event(deploy: Deploy, message: str, *, actor=None) -> DeployEvent:
 
 def _after_transition(deploy_id: int, application_id: int, to_state: State) -> None:
     # Imported here: slot and pipeline both call transition().
-    from . import pipeline, slot
+    from . import notify, pipeline, slot
 
+    # Queues a chat message if the application has a webhook; never raises. First, so this
+    # deploy's end is told before the next deploy's start (advance below starts it).
+    notify.deploy_moved(deploy_id, application_id, to_state)
     if to_state in FINAL_STATES:
         slot.advance(application_id)
     else:

@@ -1,6 +1,6 @@
 from celery import shared_task
 
-from . import pipeline, resume, rollout
+from . import notify, pipeline, resume, rollout
 from .states import State
 from .steps import run_step
 
@@ -40,3 +40,18 @@ def rollback_tick(self, deploy_id: int) -> None:
 @shared_task(acks_late=True)
 def resume_deploys() -> None:
     resume.resume_deploys()
+
+
+# One state change told to the application's chat webhook (deploys/notify.py). Its argument is
+# the DeployEvent's id, never the URL; retries (2 s, 4 s ... up to 60 s) ride out a 429 or 5xx.
+@shared_task(
+    bind=True,
+    acks_late=True,
+    autoretry_for=(notify.WebhookUnavailable,),
+    retry_backoff=2,
+    retry_backoff_max=60,
+    max_retries=5,
+    soft_time_limit=60,
+)
+def post_webhook(self, event_id: int) -> None:
+    notify.post_event(event_id, last_try=self.request.retries >= self.max_retries)

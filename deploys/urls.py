@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import application_views, history_views, views
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
@@ -10,4 +10,9 @@ urlpatterns = [
     path("deploys/<int:pk>/abandon/", views.abandon, name="deploy-abandon"),
     path("deploys/<int:pk>/retry-build/", views.retry_build, name="deploy-retry-build"),
     path("deploys/<int:pk>/rollback/", views.roll_back_to, name="deploy-rollback"),
+    path("applications/", application_views.application_list, name="applications"),
+    path("applications/<slug:slug>/", application_views.application_page, name="application"),
+    path("applications/<slug:slug>/lock/", application_views.lock, name="application-lock"),
+    path("applications/<slug:slug>/unlock/", application_views.unlock, name="application-unlock"),
+    path("history/", history_views.history, name="history"),
 ]

@@ -49,6 +49,18 @@ definition has an image containing the marker, for as long as it is set; a deplo
 own behaviour wins. ``clear`` forgets both (stalled tasks then start; tasks already doomed
 still fail).
 
+Behaviour from the image itself, opt-in: after ``behave_by_image_annotation(key)``, a
+deployment whose task definition runs an ECR image
+(``<account>.dkr.ecr.<region>.amazonaws.com/<repository>:<tag>`` or ``@<digest>``) behaves as
+the annotation ``key`` of that image's manifest says (``"annotations": {key: "oom"}``; one of
+``BEHAVIOURS``: ok, oom, exit, stall, circuit-breaker). The manifest is read from
+moto's ECR backend in this process (``moto.ecr.models.ecr_backends[account][region]``), so
+whoever pushes the image decides how its tasks fare: the embedded default's demo builds
+push their image with PutImage, and a branch whose image should crash says so in the
+manifest. Images that are not in ECR, not annotated, or annotated with an unknown behaviour
+(logged once) behave normally. It comes after ``fail_new_tasks``/``stall``/... and
+``behave_by_image``; ``clear`` leaves it on; ``behave_by_image_annotation(None)`` turns it off.
+
 What it does not simulate: placement (no container instances, capacity or Fargate
 provisioning: tasks simply run), awsvpc networking beyond what moto's Task does, load
 balancers and health checks (a task is healthy as soon as it is RUNNING, unless it is
@@ -87,7 +99,9 @@ import this module.
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -112,6 +126,11 @@ UNABLE_TO_START = (
 )
 STOPPED_TASK_RETENTION_SECONDS = 3600.0
 MAX_EVENTS = 100
+# An image in ECR, as a task definition names it: by tag or by digest.
+ECR_IMAGE = re.compile(
+    r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/"
+    r"(?P<repository>[^:@]+)(?::(?P<tag>[^@]+))?(?:@(?P<digest>.+))?$"
+)
 
 DEFAULT_DEPLOYMENT_CONFIGURATION: dict[str, Any] = {
     "deploymentCircuitBreaker": {"enable": False, "rollback": False},
@@ -248,6 +267,8 @@ class EcsSimulator:
         self._now = 0.0  # simulated seconds since _epoch
         self._pending: dict[tuple[str, str], _Behaviour] = {}
         self._by_image: dict[str, _Behaviour] = {}
+        self._annotation_key: str | None = None  # behave_by_image_annotation
+        self._annotation_warned: set[tuple[str, str]] = set()
         self._originals: dict[tuple[type, str], Any] = {}
         self._clock_thread: threading.Thread | None = None
         self._clock_stop = threading.Event()
@@ -399,6 +420,26 @@ class EcsSimulator:
         """The service's in-progress (else next) deployment: its tasks start, then stop."""
         self._bind(cluster, service, _Behaviour("fail", reason, reason, exit_code))
 
+    def fail_running_task(
+        self, task: str, *, reason: str = OOM_REASON, exit_code: int = 137
+    ) -> None:
+        """A task that runs now dies (an OOM by default), as one does in the middle of a soak.
+
+        The service starts a replacement, as ECS does; the stopped task stays visible to
+        list_tasks(desiredStatus="STOPPED", startedBy=its deployment).
+        """
+        with self._lock:
+            for backend in self._backends():
+                found = self._find_task(backend, task)
+                if found is None:
+                    continue
+                service, state, deployment, sim_task = found
+                sim_task.failure = _Behaviour("fail", reason, reason, exit_code)
+                self._fail(service, state, deployment, sim_task, self._now)
+                self._settle(backend, service, state, self._now)
+                return
+        raise ValueError(f"no task {task} runs under the simulator")
+
     def stall(self, cluster: str, service: str) -> None:
         """The service's in-progress (else next) deployment never gets a task running."""
         self._bind(cluster, service, _behaviour("stall"))
@@ -414,6 +455,17 @@ class EcsSimulator:
         resolved = _behaviour(behaviour)
         with self._lock:
             self._by_image[marker] = resolved
+
+    def behave_by_image_annotation(self, key: str | None) -> None:
+        """Deployments of an ECR image behave as its manifest's annotation `key` says.
+
+        The manifest is looked up in moto's ECR backend in this process whenever the
+        simulator asks how a deployment behaves. None turns it off; ``clear`` leaves it on.
+        """
+        if key is not None and not key:
+            raise ValueError("key must not be empty (None turns it off)")
+        with self._lock:
+            self._annotation_key = key
 
     def clear(self) -> None:
         """Forget every behaviour, including those bound to existing deployments."""
@@ -455,7 +507,57 @@ class EcsSimulator:
         for marker, behaviour in self._by_image.items():
             if any(marker in image for image in deployment.images):
                 return behaviour
+        if self._annotation_key:
+            for image in deployment.images:
+                annotated = self._behaviour_from_manifest(image, self._annotation_key)
+                if annotated is not None:
+                    return annotated
         return _OK
+
+    def _behaviour_from_manifest(self, image: str, key: str) -> _Behaviour | None:
+        """The behaviour the ECR image's manifest names in annotation `key`, if any."""
+        match = ECR_IMAGE.match(image)
+        if match is None or not (match["tag"] or match["digest"]):
+            return None
+        from moto.ecr.models import ecr_backends  # only when asked: ECS tests need no ECR
+
+        try:
+            repository = ecr_backends[match["account"]][match["region"]].repositories.get(
+                match["repository"]
+            )
+        except (KeyError, ValueError):
+            return None
+        if repository is None:
+            return None
+        for candidate in list(repository.images):
+            if match["digest"]:
+                found = candidate.image_digest == match["digest"]
+            else:
+                found = match["tag"] in candidate.image_tags
+            if found:
+                break
+        else:
+            return None
+        try:
+            annotations = json.loads(candidate.image_manifest).get("annotations") or {}
+        except (TypeError, ValueError, AttributeError):
+            return None
+        value = annotations.get(key) if isinstance(annotations, dict) else None
+        if not isinstance(value, str) or not value:
+            return None
+        try:
+            return _behaviour(value)
+        except ValueError:
+            if (image, value) not in self._annotation_warned:
+                self._annotation_warned.add((image, value))
+                logger.warning(
+                    "image %s: annotation %s=%r is not one of %s; it behaves normally",
+                    image,
+                    key,
+                    value,
+                    ", ".join(BEHAVIOURS),
+                )
+            return None
 
     # -- patched moto methods -----------------------------------------------------------
 

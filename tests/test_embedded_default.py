@@ -4,11 +4,14 @@ This test uses no test database and no Redis. It runs the same commands as `make
 (migrate, collectstatic, demo, runembedded) as subprocesses, with FC_EMBEDDED=1 and without
 DATABASE_URL, REDIS_URL or SECRET_KEY, so the server keeps SQLite, a folder broker and a
 secret key under its own temporary FC_VAR_DIR, and web, a Celery worker and Celery beat are
-real separate processes. The test then logs in and clicks through the pages with `requests`,
-as a person would in a browser.
+real separate processes. Without AWS_ENDPOINT_URL (the test takes the AWS_* settings away) it
+also runs the simulated AWS, `runmoto`, on a free FC_MOTO_PORT, and the demo deploys to its
+ECS. The test then logs in and clicks through the pages with `requests`, as a person would
+in a browser, and drives the API with the same session.
 
 Acceptance: in the embedded default, a demo branch whose build flakes can be retried from
-the deploy page and then merges.
+the deploy page and then merges; a deploy of the demo goes out to the simulated ECS phase by
+phase and merges; a branch whose image runs out of memory on ECS is rolled back, unmerged.
 """
 
 import os
@@ -29,11 +32,19 @@ import requests
 
 from builds.models import BuildStatus
 from deploys.states import FINAL_STATES, State
-from fatcontroller.demo import DEMO_SLUG
+from fatcontroller.demo import BEHAVIOUR_ANNOTATION, DEMO_SLUG, OOM_BRANCH
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 FLAKY_BRANCH = "feature/flaky-test"
 FLAKY_FAILURE = "FAIL test_checkout: timed out waiting for the payment stub (flaky)"
+CLEAN_BRANCH = "feature/clean-merge"
+DEMO_REPOSITORY = "123456789012.dkr.ecr.us-east-1.amazonaws.com/demo-shop"
+DEMO_PHASES = {
+    "demo-shop-worker": 1,
+    "demo-shop-poller": 1,
+    "demo-shop-static": 2,
+    "demo-shop-web": 3,
+}
 
 # Settings that would move the server away from the embedded default if the test run has them.
 NOT_EMBEDDED = {
@@ -85,9 +96,14 @@ def _embedded_environment(var_dir: Path) -> dict[str, str]:
     env = {
         name: value
         for name, value in os.environ.items()
-        if name not in NOT_EMBEDDED and not name.startswith("FC_")
+        if name not in NOT_EMBEDDED and not name.startswith(("FC_", "AWS_"))
     }
-    env.update(FC_EMBEDDED="1", FC_VAR_DIR=str(var_dir), PYTHONUNBUFFERED="1")
+    env.update(
+        FC_EMBEDDED="1",
+        FC_VAR_DIR=str(var_dir),
+        FC_MOTO_PORT=str(_free_port()),  # the simulated AWS, beside a `make run` on 8001
+        PYTHONUNBUFFERED="1",
+    )
     return env
 
 
@@ -106,7 +122,7 @@ def _manage(env: dict[str, str], *args: str) -> str:
 
 
 def _stop(process: subprocess.Popen) -> None:
-    """SIGTERM to the whole process group (runembedded, web, worker, beat, builds), then KILL."""
+    """SIGTERM to the process group (runembedded, moto, web, worker, beat, builds), then KILL."""
     try:
         os.killpg(process.pid, signal.SIGTERM)
     except ProcessLookupError:
@@ -263,8 +279,11 @@ def post_form(session, server, page_url: str, form: dict, **fields) -> requests.
     return response
 
 
-def wait_for_state(session, server, deploy_id: int, wanted: str) -> dict:
-    """Poll the API until the deploy is in `wanted`; fail at once in any other final state."""
+def wait_for_state(session, server, deploy_id: int, wanted: str, give_up_at=()) -> dict:
+    """Poll the API until the deploy is in `wanted`; fail at once in any other final state
+    (or in a state of `give_up_at`, such as build_failed: that deploy is abandoned, so the slot
+    it would hold for minutes goes to the next test's deploy).
+    """
     deadline = time.monotonic() + DEPLOY_TIMEOUT
     seen = []
     while True:
@@ -277,7 +296,14 @@ def wait_for_state(session, server, deploy_id: int, wanted: str) -> dict:
             seen.append(deploy["state"])
         if deploy["state"] == wanted:
             return deploy
-        assert deploy["state"] not in FINAL_STATES and time.monotonic() < deadline, server.explain(
+        if deploy["state"] in give_up_at:
+            session.post(
+                f"{server.url}/api/deploys/{deploy_id}/abandon/",
+                headers={"X-CSRFToken": session.cookies["csrftoken"], "Referer": f"{server.url}/"},
+                timeout=10,
+            )
+        stuck = deploy["state"] in FINAL_STATES or deploy["state"] in give_up_at
+        assert not stuck and time.monotonic() < deadline, server.explain(
             f"deploy #{deploy_id} never reached {wanted}: states seen {seen}; last answer {deploy}"
         )
         time.sleep(0.2)
@@ -384,3 +410,106 @@ def test_a_flaky_demo_build_is_retried_from_the_deploy_page_and_merges(embedded)
     final_page = session.get(page_url, timeout=10)
     assert final_page.status_code == 200
     assert "Retry build" not in final_page.text, server.explain(final_page.text)
+
+
+def queue_deploy(session, server, branch: str, mode: str = "deploy") -> int:
+    """Queue `branch` through the API with the logged-in session; returns the deploy's id."""
+    response = session.post(
+        f"{server.url}/api/deploys/",
+        json={"application": DEMO_SLUG, "branch": branch, "mode": mode, "note": "end to end"},
+        headers={"X-CSRFToken": session.cookies["csrftoken"], "Referer": f"{server.url}/"},
+        timeout=10,
+    )
+    assert response.status_code == 201, server.explain(
+        f"POST /api/deploys/ {branch}: {response.status_code} {response.text[:2000]}"
+    )
+    return response.json()["id"]
+
+
+def main_head(server: EmbeddedServer) -> str:
+    return git(demo_remote(server), "rev-parse", "refs/heads/main").stdout.strip()
+
+
+def test_a_demo_deploy_goes_out_to_the_simulated_ecs_phase_by_phase_and_merges(embedded):
+    server = embedded
+    session = login(server)
+
+    deploy_id = queue_deploy(session, server, CLEAN_BRANCH)
+    deploy = wait_for_state(
+        session, server, deploy_id, State.SUCCEEDED, give_up_at={State.BUILD_FAILED}
+    )
+
+    image = f"{DEMO_REPOSITORY}:{deploy['candidate_sha'][:12]}"
+    log = build_log(session, server, deploy_id, 1)
+    assert f"publish: pushed {image}" in log["text"], log
+    rollouts = {r["ecs_service"]: r for r in deploy["rollouts"]}
+    assert {name: r["phase"] for name, r in rollouts.items()} == DEMO_PHASES, deploy["rollouts"]
+    for name, r in rollouts.items():
+        assert r["status"] == "done", r
+        assert r["cluster"] == "demo", r
+        assert r["image"] == image, r
+        assert (r["running_count"], r["desired_count"]) == (2, 2), r
+        before, after = (
+            r[k].rsplit("/", 1)[-1] for k in ("previous_task_definition", "new_task_definition")
+        )
+        assert before.partition(":")[0] == after.partition(":")[0] == name, r
+        assert before != after, r
+
+    # Phase by phase: a phase starts only once every service of the one before is out.
+    messages = [e["message"] for e in deploy["events"]]
+    started, out = {}, {}
+    for index, message in enumerate(messages):
+        for name in DEMO_PHASES:
+            if message.startswith(f"{name} on demo: "):
+                started.setdefault(name, index)
+            elif message.startswith(f"{name} on demo runs "):
+                out.setdefault(name, index)
+    assert set(started) == set(out) == set(DEMO_PHASES), messages
+    for name, phase in DEMO_PHASES.items():
+        assert started[name] < out[name], messages
+        before = [other for other, p in DEMO_PHASES.items() if p == phase - 1]
+        assert all(out[other] < started[name] for other in before), messages
+    moves = [e["to"] for e in deploy["events"] if e["from"] != e["to"]]
+    assert moves[-4:] == [
+        State.DEPLOYING,
+        State.VERIFYING,
+        State.MERGING_TO_DEFAULT,
+        State.SUCCEEDED,
+    ], moves
+
+    assert main_head(server) == deploy["candidate_sha"], deploy
+
+
+def test_a_demo_branch_whose_image_runs_out_of_memory_is_rolled_back_unmerged(embedded):
+    server = embedded
+    session = login(server)
+    main_before = main_head(server)
+
+    deploy_id = queue_deploy(session, server, OOM_BRANCH)
+    deploy = wait_for_state(
+        session, server, deploy_id, State.ROLLED_BACK, give_up_at={State.BUILD_FAILED}
+    )
+
+    # The build passed and published an image that says it will not boot.
+    assert [b["status"] for b in deploy["builds"]] == [BuildStatus.SUCCEEDED], deploy
+    log = build_log(session, server, deploy_id, 1)
+    assert f"{BEHAVIOUR_ANNOTATION}=oom" in log["text"], log
+    # Its first phase failed on ECS and went back; the later phases were never touched.
+    (why,) = [e for e in deploy["events"] if e["to"] == State.ROLLING_BACK and e["from"] != e["to"]]
+    assert "stopped: OutOfMemoryError" in why["message"], why
+    statuses = {r["ecs_service"]: (r["phase"], r["status"]) for r in deploy["rollouts"]}
+    assert statuses == {
+        "demo-shop-worker": (1, "rolled_back"),
+        "demo-shop-poller": (1, "rolled_back"),
+        "demo-shop-static": (2, "pending"),
+        "demo-shop-web": (3, "pending"),
+    }, deploy["rollouts"]
+    for r in [r for r in deploy["rollouts"] if r["phase"] == 1]:
+        assert r["message"] == f"back on {r['previous_task_definition'].rsplit('/', 1)[-1]}", r
+
+    # Nothing was merged: main is where it was and does not hold the branch.
+    assert main_head(server) == main_before, deploy
+    remote = demo_remote(server)
+    assert deploy["head_sha"], deploy
+    held = git(remote, "merge-base", "--is-ancestor", deploy["head_sha"], "refs/heads/main")
+    assert held.returncode == 1, f"main holds {OOM_BRANCH}: {held}"

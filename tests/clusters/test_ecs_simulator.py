@@ -405,3 +405,97 @@ def test_threaded_server_with_a_running_clock(server):
         backend = ecs_backends["123456789012"][REGION]
         assert len(backend.tasks[CLUSTER]) == 2
     assert simulator._clock_thread is None
+
+
+ANNOTATION = "org.example.behaviour"
+ECR_REPOSITORY = f"123456789012.dkr.ecr.{REGION}.amazonaws.com/shop"
+
+
+def push(tag: str, annotations: dict | None = None) -> str:
+    """Put a made-up manifest (with `annotations`) into moto's ECR; returns its digest."""
+    import json
+
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "size": 1},
+        "layers": [{"digest": f"sha256:{tag:0>64}", "size": 1}],
+    }
+    if annotations is not None:
+        manifest["annotations"] = annotations
+    ecr = boto3.client("ecr", region_name=REGION)
+    image = ecr.put_image(repositoryName="shop", imageTag=tag, imageManifest=json.dumps(manifest))
+    return image["image"]["imageId"]["imageDigest"]
+
+
+def test_behaviour_from_the_image_manifest_annotation(sim, ecs):
+    boto3.client("ecr", region_name=REGION).create_repository(repositoryName="shop")
+    push("base")
+    push("fine", {ANNOTATION: "ok", "org.opencontainers.image.title": "shop"})
+    push("oom", {ANNOTATION: "oom"})
+    digest = push("exit", {ANNOTATION: "exit"})
+    push("odd", {ANNOTATION: "sing"})
+    ecs.create_cluster(clusterName=CLUSTER)
+    base = register(ecs, f"{ECR_REPOSITORY}:base")
+    ecs.create_service(cluster=CLUSTER, serviceName=SERVICE, taskDefinition=base, desiredCount=2)
+    sim.advance(2)
+
+    # Not opted in: the annotation means nothing.
+    ecs.update_service(
+        cluster=CLUSTER, service=SERVICE, taskDefinition=register(ecs, f"{ECR_REPOSITORY}:oom")
+    )
+    sim.advance(3)
+    assert describe(ecs)["deployments"][0]["rolloutState"] == "COMPLETED"
+
+    sim.behave_by_image_annotation(ANNOTATION)
+    for tag, expected in (("fine", "COMPLETED"), ("odd", "COMPLETED"), ("base", "COMPLETED")):
+        ecs.update_service(
+            cluster=CLUSTER,
+            service=SERVICE,
+            taskDefinition=register(ecs, f"{ECR_REPOSITORY}:{tag}"),
+        )
+        sim.advance(3)
+        (deployment,) = describe(ecs)["deployments"]
+        assert (tag, deployment["rolloutState"]) == (tag, expected)
+
+    ecs.update_service(
+        cluster=CLUSTER, service=SERVICE, taskDefinition=register(ecs, f"{ECR_REPOSITORY}:oom")
+    )
+    failing = describe(ecs)["deployments"][0]["id"]
+    sim.advance(5)
+    service = describe(ecs)
+    assert service["deployments"][0]["rolloutState"] == "IN_PROGRESS"
+    assert service["deployments"][0]["failedTasks"] >= 2
+    assert service["runningCount"] >= 2  # the old tasks keep serving
+    stopped = tasks(ecs, startedBy=failing, desiredStatus="STOPPED")
+    assert {t["stoppedReason"] for t in stopped} == {
+        "OutOfMemoryError: Container killed due to memory usage"
+    }
+    assert {t["containers"][0]["exitCode"] for t in stopped} == {137}
+
+    # By digest too; turned off, the next deployment of an annotated image behaves.
+    ecs.update_service(
+        cluster=CLUSTER,
+        service=SERVICE,
+        taskDefinition=register(ecs, f"{ECR_REPOSITORY}@{digest}"),
+    )
+    by_digest = describe(ecs)["deployments"][0]["id"]
+    sim.advance(5)
+    stopped = tasks(ecs, startedBy=by_digest, desiredStatus="STOPPED")
+    assert stopped and {t["containers"][0]["exitCode"] for t in stopped} == {1}
+
+    sim.behave_by_image_annotation(None)
+    ecs.update_service(
+        cluster=CLUSTER, service=SERVICE, taskDefinition=register(ecs, f"{ECR_REPOSITORY}:oom")
+    )
+    sim.advance(5)
+    assert describe(ecs)["deployments"][0]["rolloutState"] == "COMPLETED"
+
+
+def test_annotations_of_images_outside_ecr_are_not_looked_up(sim, ecs):
+    sim.behave_by_image_annotation(ANNOTATION)
+    create_web(ecs, image="registry.example.com/shop:oom")
+    sim.advance(3)
+    assert describe(ecs)["deployments"][0]["rolloutState"] == "COMPLETED"
+    with pytest.raises(ValueError):
+        sim.behave_by_image_annotation("")

@@ -9,6 +9,7 @@ import subprocess
 import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
+from botocore.exceptions import ClientError
 from django.db.models import F
 from moto import mock_aws
 
@@ -274,7 +275,7 @@ def test_a_missing_image_fails_before_any_service_is_touched(
 
 
 def throttle(monkeypatch, operation: str, times: int, code="ThrottlingException", status=400):
-    """Make `operation` answer an AWS error `times` times (then let it through to moto)."""
+    """Make `operation` answer an AWS error `times` times, then let it through to moto."""
     calls = {"errors": 0, "all": 0}
     real_client = ecs_module.boto3.client
 
@@ -320,20 +321,54 @@ def test_throttling_past_the_retries_is_passing_trouble(shop, ecs, monkeypatch):
         ecs_module.EcsTarget(REGION).describe_service("demo", "shop-web")
 
 
-def test_access_denied_everywhere_ends_in_rollback_failed_and_freezes_the_queue(
+def deny_updates(monkeypatch, *, after=0):
+    """UpdateService answers AccessDenied once `after` updates went through."""
+    real_update = ecs_module.EcsTarget.update_service
+    calls = []
+
+    def update_service(self, cluster, service, task_definition):
+        calls.append(service)
+        if len(calls) <= after:
+            return real_update(self, cluster, service, task_definition)
+        with ecs_module._aws(f"update service {service} on {cluster}"):
+            error = {"Code": "AccessDeniedException", "Message": "not authorized to UpdateService"}
+            raise ClientError({"Error": error}, "UpdateService")
+
+    monkeypatch.setattr(ecs_module.EcsTarget, "update_service", update_service)
+    return calls
+
+
+def test_access_denied_fails_the_rollout_clearly_and_changes_nothing(
     shop, user, ecs, simulator, sent_tasks, drive, monkeypatch, django_capture_on_commit_callbacks
 ):
     deploy = queue_and_build(shop, user, sent_tasks, django_capture_on_commit_callbacks)
-    throttle(monkeypatch, "UpdateService", times=1000, code="AccessDeniedException")
+    deny_updates(monkeypatch)
+
+    deploy = rollout_rounds(deploy, simulator, sent_tasks, drive)
+
+    # Nothing was updated, so the rollback finds every service on what it ran before.
+    assert deploy.state == State.ROLLED_BACK
+    assert "AWS denied update service shop-worker on demo" in why_it_moved(
+        deploy, State.ROLLING_BACK
+    )
+    assert service_revision(ecs, "shop-worker") == "shop-worker:1"
+
+
+def test_a_rollback_denied_by_aws_ends_rollback_failed_and_freezes_the_queue(
+    shop, user, ecs, simulator, sent_tasks, drive, monkeypatch, django_capture_on_commit_callbacks
+):
+    simulator.fail_new_tasks("demo", "shop-web")
+    deploy = queue_and_build(shop, user, sent_tasks, django_capture_on_commit_callbacks)
+    # The two updates forward go through; every update back is denied.
+    deny_updates(monkeypatch, after=2)
 
     deploy = rollout_rounds(deploy, simulator, sent_tasks, drive)
 
     assert deploy.state == State.ROLLBACK_FAILED
-    assert "AWS denied update service shop-worker on demo" in (
-        why_it_moved(deploy, State.ROLLING_BACK)
-    )
-    final = deploy.events.last().message
+    final = why_it_moved(deploy, State.ROLLBACK_FAILED)
+    assert "shop-web on demo: NOT rolled back (AWS denied update service shop-web" in final
     assert "shop-worker on demo: NOT rolled back" in final
+    assert service_revision(ecs, "shop-worker") == "shop-worker:2"  # as the message says
     shop.refresh_from_db()
     assert shop.locked
     assert f"deploy #{deploy.pk}" in shop.lock_reason
@@ -468,3 +503,72 @@ def test_a_second_tick_stands_down_while_one_is_at_work(
 
     assert ran == []
     assert sent_tasks.later == []
+
+
+def test_a_task_failing_during_the_soak_rolls_back(
+    shop, user, ecs, simulator, sent_tasks, drive, demo_remote, django_capture_on_commit_callbacks
+):
+    Application.objects.filter(pk=shop.pk).update(soak_seconds=300)
+    main_before = remote_main(demo_remote)
+    deploy = queue_and_build(shop, user, sent_tasks, django_capture_on_commit_callbacks)
+    deploy = rollout_rounds(deploy, simulator, sent_tasks, drive, until={State.VERIFYING})
+    running = ecs.list_tasks(cluster="demo", serviceName="shop-web")["taskArns"]
+
+    # One of the new web tasks dies of OOM while the release soaks.
+    simulator.fail_running_task(running[0])
+    deploy = rollout_rounds(deploy, simulator, sent_tasks, drive)
+
+    assert deploy.state == State.ROLLED_BACK
+    assert "OutOfMemoryError" in why_it_moved(deploy, State.ROLLING_BACK)
+    assert remote_main(demo_remote) == main_before
+    assert service_revision(ecs, "shop-web") == "shop-web:1"
+
+
+def test_a_soak_that_passes_merges(
+    shop, user, ecs, simulator, sent_tasks, drive, demo_remote, django_capture_on_commit_callbacks
+):
+    Application.objects.filter(pk=shop.pk).update(soak_seconds=300)
+    deploy = queue_and_build(shop, user, sent_tasks, django_capture_on_commit_callbacks)
+    deploy = rollout_rounds(deploy, simulator, sent_tasks, drive, until={State.VERIFYING})
+    for _ in range(3):
+        simulator.advance(1)
+        sent_tasks.release_later()
+        drive()
+    assert Deploy.objects.get(pk=deploy.pk).state == State.VERIFYING  # still soaking
+
+    Deploy.objects.filter(pk=deploy.pk).update(verify_until=deploy.updated_at)
+    deploy = rollout_rounds(deploy, simulator, sent_tasks, drive)
+
+    assert deploy.state == State.SUCCEEDED
+    assert remote_main(demo_remote) == deploy.candidate_sha
+
+
+def test_a_failing_health_check_rolls_back(
+    shop, user, ecs, simulator, sent_tasks, drive, django_capture_on_commit_callbacks
+):
+    import http.server
+    import threading
+
+    class Unhealthy(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(503)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Unhealthy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        Service.objects.filter(name="shop-worker").update(
+            health_check_url=f"http://127.0.0.1:{server.server_address[1]}/health"
+        )
+        deploy = queue_and_build(shop, user, sent_tasks, django_capture_on_commit_callbacks)
+        deploy = rollout_rounds(deploy, simulator, sent_tasks, drive)
+    finally:
+        server.shutdown()
+
+    assert deploy.state == State.ROLLED_BACK
+    assert "the health check of shop-worker on demo answered 503" in why_it_moved(
+        deploy, State.ROLLING_BACK
+    )

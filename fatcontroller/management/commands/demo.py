@@ -4,30 +4,47 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
+from clusters.config import apply_app_config
 from deploys.models import Application
-from fatcontroller.demo import BUILD_COMMAND, DEMO_SLUG, create_demo_remote
+from fatcontroller.demo import (
+    BUILD_COMMAND,
+    CONFIG_FILE,
+    DEMO_SLUG,
+    create_demo_remote,
+    demo_config,
+)
 
 FIRST_USER = "admin"
 
 
 class Command(BaseCommand):
-    help = "Load the demo: a demo application on a local git remote, and a first login."
+    help = (
+        "Load the demo: a demo application on a local git remote, set up for ECS by "
+        "fatcontroller/demo-shop.fatcontroller.yml, and a first login."
+    )
 
     def handle(self, *args, **options):
         remote = create_demo_remote(settings.VAR_DIR / "demo" / "demo-shop.git")
         app, created = Application.objects.update_or_create(
             slug=DEMO_SLUG,
-            defaults={
+            defaults={"git_remote_url": str(remote)},
+            create_defaults={
                 "name": "Demo shop",
                 "git_remote_url": str(remote),
-                "default_branch": "main",
                 "build_command": BUILD_COMMAND,
-                "build_timeout_seconds": 300,
             },
         )
         self.stdout.write(
             f"{'Created' if created else 'Updated'} application {app.slug} ({remote})"
         )
+        # The rest (build, image repository, rollout pacing, services and placements) is the
+        # file's: loading it again changes nothing, or puts back what the file says.
+        config = demo_config()
+        report = apply_app_config(config)
+        for line in report.lines():
+            self.stdout.write(line)
+        for warning in report.warnings:
+            self.stderr.write(f"{CONFIG_FILE.name}: {warning}")
         self._first_login()
 
     def _first_login(self):

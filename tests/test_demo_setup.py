@@ -1,0 +1,131 @@
+"""The demo's setup: its configuration file, `manage.py demo`, and its git remote."""
+
+import subprocess
+from pathlib import Path
+
+from django.core.management import call_command
+
+from clusters.models import Placement
+from deploys.models import Application
+from fatcontroller import demo
+from fatcontroller.demo import (
+    BUILD_COMMAND,
+    DEMO_SLUG,
+    OOM_BRANCH,
+    PUBLISHING_FILES,
+    create_demo_remote,
+    demo_config,
+)
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=cwd, capture_output=True, text=True, check=True, timeout=30
+    ).stdout.strip()
+
+
+def test_the_demo_configuration_has_four_services_in_three_phases():
+    config = demo_config()
+    assert config.slug == DEMO_SLUG
+    assert config.warnings == []
+    assert config.build_command == BUILD_COMMAND
+    assert config.image_repository == "123456789012.dkr.ecr.us-east-1.amazonaws.com/demo-shop"
+    assert config.soak_seconds == 5
+    assert config.phase_timeout_seconds == 120
+    placements = [
+        (service.phase, p.cluster, p.ecs_service, p.container)
+        for service in config.services
+        for p in service.placements
+    ]
+    assert placements == [
+        (1, "demo", "demo-shop-worker", "app"),
+        (1, "demo", "demo-shop-poller", "app"),
+        (2, "demo", "demo-shop-static", "app"),
+        (3, "demo", "demo-shop-web", "app"),
+    ]
+    assert config.clusters["demo"].region == "us-east-1"
+
+
+def test_manage_py_demo_sets_the_application_up_for_ecs_and_again_changes_nothing(
+    db, settings, tmp_path, capsys
+):
+    settings.VAR_DIR = tmp_path
+    call_command("demo")
+    first = capsys.readouterr().out
+    app = Application.objects.get(slug=DEMO_SLUG)
+    assert app.git_remote_url == str(tmp_path / "demo" / "demo-shop.git")
+    assert app.build_command == BUILD_COMMAND
+    assert app.image_repository.endswith(".dkr.ecr.us-east-1.amazonaws.com/demo-shop")
+    assert (app.soak_seconds, app.phase_timeout_seconds) == (5, 120)
+    placements = Placement.objects.filter(service__application=app).order_by("service__phase", "id")
+    assert [(p.service.phase, p.ecs_service_name, p.container_name) for p in placements] == [
+        (1, "demo-shop-worker", "app"),
+        (1, "demo-shop-poller", "app"),
+        (2, "demo-shop-static", "app"),
+        (3, "demo-shop-web", "app"),
+    ]
+    assert "created placement web on demo/demo-shop-web" in first
+    assert "Log in as admin with password" in first
+
+    call_command("demo")
+    assert "demo-shop: unchanged" in capsys.readouterr().out
+
+
+def test_the_demo_remote_has_a_branch_whose_image_runs_out_of_memory(tmp_path):
+    remote = create_demo_remote(tmp_path / "demo-shop.git")
+    branches = git(remote, "for-each-ref", "--format=%(refname:short)", "refs/heads/").split()
+    assert sorted(branches) == sorted(["main", *demo.BRANCHES])
+    image = git(remote, "show", f"refs/heads/{OOM_BRANCH}:image.json")
+    assert f'"{demo.BEHAVIOUR_ANNOTATION}": "oom"' in image
+    assert demo.BEHAVIOUR_ANNOTATION not in git(remote, "show", "refs/heads/main:image.json")
+    # It merges cleanly: it changes nothing main changed after it was cut.
+    base = git(remote, "merge-base", "refs/heads/main", f"refs/heads/{OOM_BRANCH}")
+    on_main = git(remote, "diff", "--name-only", base, "refs/heads/main").split()
+    on_branch = git(remote, "diff", "--name-only", base, f"refs/heads/{OOM_BRANCH}").split()
+    assert not set(on_main) & set(on_branch)
+
+
+def test_a_relative_path_never_commits_into_the_repository_around_it(tmp_path, monkeypatch):
+    outer = tmp_path / "project"
+    outer.mkdir()
+    git(outer, "init", "-q", "--initial-branch=trunk")
+    (outer / "notes.txt").write_text("work in progress\n")
+    monkeypatch.chdir(outer)
+
+    remote = create_demo_remote(Path("var/demo/demo-shop.git"))
+
+    assert remote == outer / "var" / "demo" / "demo-shop.git"
+    assert git(remote, "rev-parse", "--verify", "refs/heads/main")
+    assert git(outer, "branch", "--list") == ""  # still no commit, no branch
+    assert git(outer, "status", "--porcelain", "--untracked-files=all", "notes.txt") == (
+        "?? notes.txt"
+    )
+
+
+def test_a_remote_from_an_older_demo_gets_the_publishing_build_and_the_new_branch(
+    tmp_path, monkeypatch
+):
+    old_main = {k: v for k, v in demo.MAIN_FILES.items() if k not in PUBLISHING_FILES}
+    old_main["build.sh"] = "#!/bin/sh\nset -e\nsh checks/lint.sh\n"
+    old_branches = {k: v for k, v in demo.BRANCHES.items() if k != OOM_BRANCH}
+    with monkeypatch.context() as patched:
+        patched.setattr(demo, "MAIN_FILES", old_main)
+        patched.setattr(demo, "BRANCHES", old_branches)
+        remote = create_demo_remote(tmp_path / "demo-shop.git")
+    old_heads = {
+        branch: git(remote, "rev-parse", f"refs/heads/{branch}")
+        for branch in ["main", *old_branches]
+    }
+
+    assert create_demo_remote(remote) == remote
+
+    new_main = git(remote, "rev-parse", "refs/heads/main")
+    assert git(remote, "rev-parse", f"{new_main}^") == old_heads["main"]  # one commit on top
+    for name in PUBLISHING_FILES:
+        assert git(remote, "show", f"{new_main}:{name}") == demo.MAIN_FILES[name].strip()
+    for branch in old_branches:
+        assert git(remote, "rev-parse", f"refs/heads/{branch}") == old_heads[branch]
+    assert git(remote, "rev-parse", f"refs/heads/{OOM_BRANCH}^") == new_main
+
+    create_demo_remote(remote)  # up to date: nothing more
+    assert git(remote, "rev-parse", "refs/heads/main") == new_main
