@@ -301,7 +301,9 @@ def _registry_has(image: str) -> bool:
     repository, _, tag = rest.rpartition(":")
     if not repository or "/" in tag:
         raise EcsRefused(f"the image {image} has no tag")
-    url = f"https://{host}/v2/{repository}/manifests/{tag}"
+    # Like Docker, a registry on this machine is spoken to over plain HTTP.
+    scheme = "http" if host.split(":")[0] in ("localhost", "127.0.0.1") else "https"
+    url = f"{scheme}://{host}/v2/{repository}/manifests/{tag}"
     try:
         answer = requests.head(
             url,
