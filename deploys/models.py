@@ -88,6 +88,12 @@ class Deploy(models.Model):
     state = models.CharField(max_length=30, choices=State.choices, default=State.QUEUED)
     head_sha = models.CharField(max_length=40, blank=True, help_text="The branch's head merged.")
     candidate_sha = models.CharField(max_length=40, blank=True)
+    commits = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="What the candidate brings: commits not yet on the default branch, newest "
+        "first, as {sha, author, subject}; read once, when the candidate is made.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True, help_text="When it took the slot.")
     finished_at = models.DateTimeField(null=True, blank=True)

@@ -100,7 +100,17 @@ def make_candidate(deploy: Deploy) -> None:
         f"merged into {app.default_branch}",
         head_sha=head_sha,
         candidate_sha=candidate_sha,
+        commits=_commits_brought(app, candidate_sha),
     )
+
+
+def _commits_brought(app: Application, candidate_sha: str) -> list[dict]:
+    """The diff summary for the deploy page; without it the deploy goes on all the same."""
+    try:
+        return repository_for(app).commits_not_on_default(candidate_sha)
+    except GitError as exc:
+        log.warning("could not list the commits of %s: %s", candidate_sha[:12], exc)
+        return []
 
 
 def start_build(deploy_id: int, *, from_states, message: str, actor=None, **changes) -> Deploy:

@@ -215,3 +215,13 @@ def test_a_branch_deleted_after_queueing_fails_the_deploy_clearly(
     deploy.refresh_from_db()
     assert deploy.state == State.FAILED
     assert "does not exist" in deploy.events.last().message
+
+
+def test_the_candidate_remembers_the_commits_it_brings(ship, demo_remote):
+    deploy = ship("feature/clean-merge")
+
+    branch_head = remote_head(demo_remote, "feature/clean-merge")
+    assert deploy.commits, "no diff summary was recorded"
+    assert deploy.commits[0]["sha"] == branch_head
+    assert all(set(commit) == {"sha", "author", "subject"} for commit in deploy.commits)
+    assert all(commit["author"] and commit["subject"] for commit in deploy.commits)
