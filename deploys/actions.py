@@ -16,6 +16,8 @@ from .pipeline import repository_for, start_build
 from .statemachine import transition
 from .states import ACTIVE_STATES, Mode, State
 
+# A rollback is queued by roll_back_to, from the release it restores.
+QUEUEABLE_MODES = (Mode.DEPLOY.value, Mode.MERGE_ONLY.value)
 CANCELLABLE = frozenset({State.QUEUED, State.MERGING, State.BUILDING, State.BUILD_FAILED})
 
 
@@ -31,8 +33,8 @@ def queue_deploy(*, application: str, branch: str, mode: str, requester, note: s
     app = Application.objects.filter(slug=application).first()
     if app is None:
         errors["application"] = [f"There is no application called '{application}'."]
-    if mode not in Mode.values:
-        errors["mode"] = [f"Mode must be one of: {', '.join(Mode.values)}."]
+    if mode not in QUEUEABLE_MODES:
+        errors["mode"] = [f"Mode must be one of: {', '.join(QUEUEABLE_MODES)}."]
     try:
         validate_branch_name(branch)
     except InvalidBranchName as exc:

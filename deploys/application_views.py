@@ -44,9 +44,7 @@ def lock(request, slug: str):
     application = get_object_or_404(Application, slug=slug)
     reason = request.POST.get("reason", "")
     try:
-        application = applications.lock_application(
-            application, actor=request.user, reason=reason
-        )
+        application = applications.lock_application(application, actor=request.user, reason=reason)
     except DeployRequestError as exc:
         # Shown next to the field, with what was typed, on the page itself.
         return _render_page(request, slug, reason=reason, errors=exc.errors, status=400)

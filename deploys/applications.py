@@ -61,15 +61,17 @@ class AlreadyLocked(Exception):
 def clean_reason(reason) -> str:
     """The reason for a lock, stripped; DeployRequestError when it is missing or too long."""
     if reason is None or (isinstance(reason, str) and not reason.strip()):
-        raise DeployRequestError(
-            {"reason": ["A reason is required: say why deploys should wait."]}
-        )
+        raise DeployRequestError({"reason": ["A reason is required: say why deploys should wait."]})
     if not isinstance(reason, str):
         raise DeployRequestError({"reason": ["The reason must be text."]})
     reason = reason.strip()
     if len(reason) > MAX_REASON_LENGTH:
         raise DeployRequestError(
-            {"reason": [f"A reason is at most {MAX_REASON_LENGTH} characters ({len(reason)} given)."]}
+            {
+                "reason": [
+                    f"A reason is at most {MAX_REASON_LENGTH} characters ({len(reason)} given)."
+                ]
+            }
         )
     return reason
 
@@ -162,8 +164,7 @@ def application_summaries() -> list[ApplicationSummary]:
         .order_by()
     )
     return [
-        ApplicationSummary(app, holders.get(app.pk), waiting.get(app.pk, 0))
-        for app in applications
+        ApplicationSummary(app, holders.get(app.pk), waiting.get(app.pk, 0)) for app in applications
     ]
 
 
@@ -258,7 +259,10 @@ def application_page(slug: str) -> ApplicationPage:
         if p.latest_rollout_id is not None
     }
     rollouts = (
-        {r.pk: r for r in ServiceRollout.objects.filter(pk__in=rollout_ids).select_related("deploy")}
+        {
+            r.pk: r
+            for r in ServiceRollout.objects.filter(pk__in=rollout_ids).select_related("deploy")
+        }
         if rollout_ids
         else {}
     )

@@ -6,5 +6,9 @@ from .states import Mode
 class QueueDeployForm(forms.Form):
     application = forms.SlugField(widget=forms.HiddenInput)
     branch = forms.CharField(max_length=200)
-    mode = forms.ChoiceField(choices=Mode.choices, initial=Mode.DEPLOY, widget=forms.RadioSelect)
-    note = forms.CharField(max_length=500, required=False)
+    # A rollback is queued from the release it restores, not from here.
+    mode = forms.ChoiceField(
+        choices=[(Mode.DEPLOY, Mode.DEPLOY.label), (Mode.MERGE_ONLY, Mode.MERGE_ONLY.label)],
+        initial=Mode.DEPLOY,
+    )
+    note = forms.CharField(max_length=500, required=False, widget=forms.Textarea(attrs={"rows": 2}))

@@ -287,6 +287,20 @@ class Repository:
         names = (line.removeprefix(prefix) for line in refs.stdout.splitlines())
         return sorted(name for name in names if name and name != "HEAD")
 
+    def list_branches(self) -> list[str]:
+        """The remote's branches by ls-remote: no clone, no lock, so never behind a build."""
+        result = self._git(
+            "ls-remote",
+            "--heads",
+            "--",
+            self.remote_url,
+            in_workdir=False,
+            doing=f"list {self._url}",
+        )
+        prefix = "refs/heads/"
+        names = (line.split("\t")[-1] for line in result.stdout.splitlines())
+        return sorted(name.removeprefix(prefix) for name in names if name.startswith(prefix))
+
     def branch_exists(self, branch: str) -> bool:
         ref = f"refs/heads/{validate_branch_name(branch)}"
         result = self._git(

@@ -31,6 +31,14 @@ STATE_GROUPS: dict[str, frozenset[str]] = {
 }
 
 
+# What the table shows, and no more: not the candidate's commits (a list per deploy), nor
+# the application's or the person's other columns.
+COLUMNS = (
+    *("id", "branch", "mode", "note", "state", "created_at", "started_at", "finished_at"),
+    *("application__slug", "requester__username"),
+)
+
+
 @dataclass(frozen=True)
 class HistoryFilters:
     """Cleaned filters; None or "" means "any". Dates are whole days in UTC, both included."""
@@ -89,7 +97,7 @@ def history_page(
     page other than the newest, the ids above it.
     """
     deploys = matching(filters)
-    page = deploys.select_related("application", "requester").order_by("-id")
+    page = deploys.select_related("application", "requester").only(*COLUMNS).order_by("-id")
     if before is not None:
         page = page.filter(id__lt=before)
     found = list(page[: size + 1])

@@ -62,7 +62,7 @@ class HistoryFilterForm(forms.Form):
     )
 
     def __init__(self, data, *, applications, people):
-        super().__init__(data)
+        super().__init__(data, label_suffix="")
         self.applications = {a.slug: a for a in applications}
         self.people = {p.get_username(): p for p in people}
         self.fields["application"].choices = [("", "All applications")] + [

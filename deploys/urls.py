@@ -3,9 +3,12 @@ from django.urls import path
 from . import application_views, history_views, views
 
 urlpatterns = [
-    path("", views.dashboard, name="dashboard"),
+    path("", views.dashboard_page, name="dashboard"),
+    path("live/dashboard/", views.dashboard_live, name="dashboard-live"),
+    path("applications/<slug:slug>/branches/", views.branches, name="application-branches"),
     path("deploys/queue/", views.queue_deploy, name="queue-deploy"),
     path("deploys/<int:pk>/", views.deploy_page, name="deploy"),
+    path("deploys/<int:pk>/live/", views.deploy_live, name="deploy-live"),
     path("deploys/<int:pk>/cancel/", views.cancel, name="deploy-cancel"),
     path("deploys/<int:pk>/abandon/", views.abandon, name="deploy-abandon"),
     path("deploys/<int:pk>/retry-build/", views.retry_build, name="deploy-retry-build"),

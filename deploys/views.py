@@ -1,40 +1,50 @@
 """Server-rendered pages. Each view reads, or calls one action, and renders."""
 
 from django.contrib import messages
+from django.core.cache import cache
 from django.db.models import Prefetch
+from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from builds.logs import log_tail, with_log_tail
 from builds.models import Build
 
-from . import actions, slot
+from . import actions, dashboard, slot
 from .forms import QueueDeployForm
+from .git import GitError
 from .models import Application, Deploy, DeployEvent, ServiceRollout
+from .pipeline import repository_for
 from .statemachine import IllegalTransition
 
-RECENT_DEPLOYS = 10
+
+def dashboard_page(request, *, bound_form=None, status=200):
+    return render(
+        request,
+        "deploys/dashboard.html",
+        _board_context(request, bound_form=bound_form),
+        status=status,
+    )
 
 
-def dashboard(request):
-    applications = []
-    for application in Application.objects.select_related("locked_by"):
-        holder, waiting = slot.queue_of(application)
-        recent = (
-            Deploy.objects.filter(application=application, finished_at__isnull=False)
-            .select_related("requester")
-            .order_by("-finished_at")[:RECENT_DEPLOYS]
+def dashboard_live(request):
+    """The dashboard's live parts, polled by static/js/live.js."""
+    return render(request, "deploys/_board_live.html", _board_context(request))
+
+
+def _board_context(request, *, bound_form=None) -> dict:
+    entries = []
+    for entry in dashboard.board():
+        slug = entry.application.slug
+        form = (
+            bound_form
+            if bound_form is not None and bound_form.data.get("application") == slug
+            else QueueDeployForm(initial={"application": slug})
         )
-        applications.append(
-            {
-                "application": application,
-                "holder": holder,
-                "waiting": waiting,
-                "recent": recent,
-                "form": QueueDeployForm(initial={"application": application.slug}),
-            }
-        )
-    return render(request, "deploys/dashboard.html", {"applications": applications})
+        entries.append({"board": entry, "form": form})
+    return {"entries": entries, "now": timezone.now()}
 
 
 @require_POST
@@ -50,8 +60,27 @@ def queue_deploy(request):
         else:
             messages.success(request, f"Queued {deploy.branch} as deploy #{deploy.pk}.")
             return redirect("deploy", pk=deploy.pk)
+    # The errors go next to their fields, in the form as it was filled in.
     messages.error(request, "The deploy was not queued: " + _form_errors(form))
-    return redirect("dashboard")
+    return dashboard_page(request, bound_form=form, status=400)
+
+
+def branches(request, slug: str):
+    """Branch names for the queue form's suggestions, by ls-remote, cached for a minute."""
+    application = get_object_or_404(Application, slug=slug)
+    key = f"branches:{application.pk}"
+    names = cache.get(key)
+    if names is None:
+        try:
+            names = [
+                name
+                for name in repository_for(application).list_branches()
+                if name != application.default_branch
+            ]
+        except GitError as exc:
+            return JsonResponse({"branches": [], "error": str(exc)}, status=502)
+        cache.set(key, names, 60)
+    return JsonResponse({"branches": names})
 
 
 def _form_errors(form) -> str:
@@ -59,6 +88,15 @@ def _form_errors(form) -> str:
 
 
 def deploy_page(request, pk: int):
+    return render(request, "deploys/deploy.html", _deploy_context(request, pk))
+
+
+def deploy_live(request, pk: int):
+    """The deploy page's live parts (not the logs, which stream on their own)."""
+    return render(request, "deploys/_deploy_live.html", _deploy_context(request, pk))
+
+
+def _deploy_context(request, pk: int) -> dict:
     # Each build comes with the end of its log, read in the same query: never the whole log,
     # and no query per build.
     deploy = get_object_or_404(
@@ -73,19 +111,20 @@ def deploy_page(request, pk: int):
         pk=pk,
     )
     builds = [{"build": build, "log": log_tail(build)} for build in deploy.builds.all()]
-    return render(
-        request,
-        "deploys/deploy.html",
-        {
-            "deploy": deploy,
-            "builds": builds,
-            "position": slot.queue_position(deploy),
-            "can_cancel": deploy.state in actions.CANCELLABLE,
-            "can_retry": deploy.state == "build_failed",
-            "can_roll_back_to": deploy.state == "succeeded"
-            and any(r.status == "done" for r in deploy.rollouts.all()),
-        },
-    )
+    rollouts = list(deploy.rollouts.all())
+    phases = sorted({r.phase for r in rollouts}) or dashboard.phases_of(
+        [deploy.application_id]
+    ).get(deploy.application_id, [])
+    return {
+        "deploy": deploy,
+        "builds": builds,
+        "steps": dashboard.steps(deploy, phases, rollouts),
+        "position": slot.queue_position(deploy),
+        "can_cancel": deploy.state in actions.CANCELLABLE,
+        "can_retry": deploy.state == "build_failed",
+        "can_roll_back_to": deploy.state == "succeeded"
+        and any(r.status == "done" for r in rollouts),
+    }
 
 
 def _button(action, done: str):
@@ -96,15 +135,25 @@ def _button(action, done: str):
         try:
             after = action(deploy, actor=request.user)
         except IllegalTransition as exc:
-            messages.error(request, str(exc))
-        else:
-            if after.state == state_before:  # a double click, or a page out of date
-                messages.info(request, f"Nothing to do: it is already {after.get_state_display()}.")
-            else:
-                messages.success(request, done)
-        return redirect("deploy", pk=pk)
+            return _answer(request, pk, "error", str(exc), status=409)
+        if after.state == state_before:  # a double click, or a page out of date
+            return _answer(
+                request, pk, "info", f"Nothing to do: it is already {after.get_state_display()}."
+            )
+        return _answer(request, pk, "success", done)
 
     return view
+
+
+def _answer(request, pk: int, level: str, text: str, *, status: int = 200, go_to: int = 0):
+    """A button's result: JSON for the page's script, a message and a redirect without it."""
+    if request.headers.get("X-Requested-With") == "fetch":
+        body = {"level": level, "message": text}
+        if go_to:
+            body["location"] = reverse("deploy", args=[go_to])
+        return JsonResponse(body, status=status)
+    getattr(messages, level)(request, text)
+    return redirect("deploy", pk=go_to or pk)
 
 
 cancel = _button(actions.cancel, "Cancelled.")
@@ -118,7 +167,11 @@ def roll_back_to(request, pk: int):
     try:
         rollback = actions.roll_back_to(release, actor=request.user)
     except actions.DeployRequestError as exc:
-        messages.error(request, str(exc))
-        return redirect("deploy", pk=pk)
-    messages.success(request, f"Queued deploy #{rollback.pk} to roll back to this release.")
-    return redirect("deploy", pk=rollback.pk)
+        return _answer(request, pk, "error", str(exc), status=400)
+    return _answer(
+        request,
+        pk,
+        "success",
+        f"Queued deploy #{rollback.pk} to roll back to this release.",
+        go_to=rollback.pk,
+    )

@@ -1,10 +1,9 @@
-/* The deploy page, live: running builds' logs grow in place, and the page reloads when the
- * deploy moves on. Plain script, no build step. Every value comes from data- attributes, and
+/* The deploy page, live: running builds' logs grow in place, and live.js keeps the rest of the
+ * page up to date. Plain script, no build step. Every value comes from data- attributes, and
  * log text is only ever added as text nodes, never parsed as HTML. Without JavaScript the page
  * falls back to its <noscript> refresh.
  *
  *   <pre class="log" data-log-url="/api/deploys/7/builds/2/log" data-next-offset="1234">
- *   <span id="deploy-state" data-poll-url="/api/deploys/7/" data-state="building" data-builds="2">
  */
 (function () {
   "use strict";
@@ -130,39 +129,17 @@
     });
   }
 
-  function watchDeploy(el) {
-    var url = el.getAttribute("data-poll-url");
-    var state = el.getAttribute("data-state");
-    var builds = parseInt(el.getAttribute("data-builds"), 10);
-    if (!url || !state) {
-      return;
-    }
-
-    repeat(STATE_EVERY_MS, function () {
-      return getJSON(url).then(function (data) {
-        if (typeof data.state !== "string") {
-          throw new Error("not a deploy answer");
-        }
-        var count = Array.isArray(data.builds) ? data.builds.length : builds;
-        if (data.state !== state || count !== builds) {
-          window.location.reload();
-          return false;
-        }
-        return true;
-      });
-    });
-  }
-
   function start() {
     // The end of a log says why a build failed: show it first.
     Array.prototype.forEach.call(document.querySelectorAll("pre.log"), function (pre) {
       pre.scrollTop = pre.scrollHeight;
     });
     Array.prototype.forEach.call(document.querySelectorAll("pre.log[data-log-url]"), followLog);
-    var deploy = document.querySelector("[data-poll-url]");
-    if (deploy) {
-      watchDeploy(deploy);
-    }
+    // live.js adds the log of a new attempt (a retry) to the page: follow it too.
+    window.fcFollowLog = function (pre) {
+      pre.scrollTop = pre.scrollHeight;
+      followLog(pre);
+    };
     document.addEventListener("visibilitychange", function () {
       if (!document.hidden) {
         pollers.forEach(function (poller) {

@@ -1,0 +1,201 @@
+"""What the dashboard and the deploy page show: who has the slot, how far it got, who waits
+and until about when. Read in a fixed number of queries, whatever the number of
+applications or deploys, because fifty people keep these pages open all day.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.db.models import F, Window
+from django.db.models.functions import RowNumber
+from django.utils import timezone
+
+from clusters.models import Placement, PlacementKind
+
+from .models import Application, Deploy, ServiceRollout
+from .states import FINAL_STATES, SLOT_STATES, Mode, State
+
+RECENT_DEPLOYS = 10
+# Finished deploys whose durations make the estimate: enough to smooth, few enough to follow
+# a change in the build's length.
+DURATION_SAMPLE = 20
+# Ended before running long enough to say how long a deploy takes.
+NOT_A_RUN = (State.CANCELLED, State.MERGE_CONFLICT)
+
+
+@dataclass
+class Step:
+    label: str
+    status: str  # done | current | failed | todo
+
+
+@dataclass
+class AppBoard:
+    application: Application
+    holder: Deploy | None = None
+    holder_steps: list[Step] = field(default_factory=list)
+    waiting: list[tuple[Deploy, datetime | None]] = field(default_factory=list)
+    recent: list[Deploy] = field(default_factory=list)
+    typical_duration: timedelta | None = None
+
+
+def board(applications=None) -> list[AppBoard]:
+    apps = list(applications or Application.objects.select_related("locked_by"))
+    boards = {app.pk: AppBoard(application=app) for app in apps}
+    if not boards:
+        return []
+    app_ids = list(boards)
+
+    active = (
+        Deploy.objects.filter(application_id__in=app_ids, state__in=SLOT_STATES | {State.QUEUED})
+        .select_related("requester", "application")
+        .order_by("id")
+    )
+    for deploy in active:
+        entry = boards[deploy.application_id]
+        if deploy.state in SLOT_STATES:
+            entry.holder = deploy
+        else:
+            entry.waiting.append((deploy, None))
+
+    for deploy in _newest_per_application(
+        Deploy.objects.filter(application_id__in=app_ids, finished_at__isnull=False).select_related(
+            "requester"
+        ),
+        RECENT_DEPLOYS,
+    ):
+        boards[deploy.application_id].recent.append(deploy)
+
+    durations: dict[int, list[timedelta]] = {}
+    for app_id, started, finished in _newest_per_application(
+        Deploy.objects.filter(
+            application_id__in=app_ids, finished_at__isnull=False, started_at__isnull=False
+        ).exclude(state__in=NOT_A_RUN),
+        DURATION_SAMPLE,
+        values=("application_id", "started_at", "finished_at"),
+    ):
+        durations.setdefault(app_id, []).append(finished - started)
+
+    holders = [b.holder for b in boards.values() if b.holder]
+    phases = phases_of(app_ids)
+    rollouts = rollouts_of(holders)
+    now = timezone.now()
+    for entry in boards.values():
+        samples = durations.get(entry.application.pk)
+        entry.typical_duration = (
+            timedelta(seconds=statistics.median(d.total_seconds() for d in samples))
+            if samples
+            else None
+        )
+        if entry.holder:
+            entry.holder_steps = steps(
+                entry.holder, phases.get(entry.application.pk, []), rollouts.get(entry.holder.pk)
+            )
+        entry.waiting = [
+            (deploy, estimate)
+            for deploy, estimate in zip(
+                [d for d, _ in entry.waiting], estimated_starts(entry, now), strict=True
+            )
+        ]
+    return [boards[app.pk] for app in apps]
+
+
+def _newest_per_application(queryset, limit: int, values: tuple[str, ...] | None = None):
+    """At most `limit` newest finished deploys per application, in one query."""
+    ranked = queryset.annotate(
+        rank=Window(
+            RowNumber(), partition_by=[F("application_id")], order_by=F("finished_at").desc()
+        )
+    ).filter(rank__lte=limit)
+    if values:
+        return ranked.order_by("application_id", "-finished_at").values_list(*values)
+    return ranked.order_by("application_id", "-finished_at")
+
+
+def phases_of(app_ids) -> dict[int, list[int]]:
+    """Each application's rollout phases, lowest first."""
+    phases: dict[int, set[int]] = {}
+    rows = (
+        Placement.objects.filter(service__application_id__in=app_ids, kind=PlacementKind.ECS)
+        .values_list("service__application_id", "service__phase")
+        .distinct()
+    )
+    for app_id, phase in rows:
+        phases.setdefault(app_id, set()).add(phase)
+    return {app_id: sorted(found) for app_id, found in phases.items()}
+
+
+def rollouts_of(deploys) -> dict[int, list[ServiceRollout]]:
+    found: dict[int, list[ServiceRollout]] = {}
+    if not deploys:
+        return found
+    for rollout in ServiceRollout.objects.filter(deploy__in=deploys).order_by("phase", "id"):
+        found.setdefault(rollout.deploy_id, []).append(rollout)
+    return found
+
+
+def steps(deploy: Deploy, phases: list[int], rollouts: list[ServiceRollout] | None) -> list[Step]:
+    """The deploy's road from the slot to the end, each step done, current, failed or to do."""
+    rollouts = rollouts or []
+    phase_numbers = sorted({r.phase for r in rollouts}) or phases
+    default_branch = deploy.application.default_branch
+    labels: list[tuple[str, str]] = []  # (key, label)
+    if deploy.mode != Mode.ROLLBACK:
+        labels += [("merge", "Merge"), ("build", "Build")]
+    if deploy.mode != Mode.MERGE_ONLY and phase_numbers:
+        labels += [(f"phase-{p}", f"Phase {p}") for p in phase_numbers]
+        labels.append(("soak", "Soak"))
+    if deploy.mode != Mode.ROLLBACK:
+        labels.append(("merge-to-default", f"Merge to {default_branch}"))
+
+    current_key, failed = _where(deploy, rollouts, phase_numbers)
+    keys = [key for key, _ in labels]
+    position = keys.index(current_key) if current_key in keys else len(keys)
+    result = []
+    for index, (_key, label) in enumerate(labels):
+        if deploy.state in FINAL_STATES and not failed:
+            status = "done"
+        elif index < position:
+            status = "done"
+        elif index == position:
+            status = "failed" if failed else "current"
+        else:
+            status = "todo"
+        result.append(Step(label, status))
+    return result
+
+
+def _where(deploy: Deploy, rollouts: list[ServiceRollout], phases: list[int]) -> tuple[str, bool]:
+    state = deploy.state
+    if state in (State.QUEUED, State.MERGING, State.MERGE_CONFLICT):
+        return "merge", state == State.MERGE_CONFLICT
+    if state in (State.BUILDING, State.BUILD_FAILED, State.ABANDONED):
+        return "build", state != State.BUILDING
+    if state in (State.DEPLOYING, State.ROLLING_BACK, State.ROLLED_BACK, State.ROLLBACK_FAILED):
+        pending = [r.phase for r in rollouts if r.status != "done"]
+        phase = min(pending) if pending else (phases[-1] if phases else 1)
+        return f"phase-{phase}", state != State.DEPLOYING
+    if state == State.VERIFYING:
+        return "soak", False
+    if state == State.MERGING_TO_DEFAULT:
+        return "merge-to-default", False
+    return "", state not in (State.SUCCEEDED, State.MERGED)
+
+
+def estimated_starts(entry: AppBoard, now: datetime) -> list[datetime | None]:
+    """About when each waiting deploy takes the slot: the holder's remaining time, then one
+    typical run per deploy ahead. Unknown without history, or while the queue is locked."""
+    typical = entry.typical_duration
+    if typical is None or entry.application.locked:
+        return [None] * len(entry.waiting)
+    start = now
+    if entry.holder and entry.holder.started_at:
+        start = max(now, entry.holder.started_at + typical)
+    estimates = []
+    for _ in entry.waiting:
+        estimates.append(start)
+        start += typical
+    return estimates
