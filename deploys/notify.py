@@ -102,7 +102,9 @@ def kind_of(from_state: str, to_state: str) -> str | None:
 def deploy_moved(deploy_id: int, application_id: int, to_state: str) -> None:
     """Queue the webhook post for a committed move, if it is worth one. Never raises."""
     try:
-        if to_state not in _SAID or not any(name.startswith(VARIABLE_PREFIX) for name in os.environ):
+        if to_state not in _SAID or not any(
+            name.startswith(VARIABLE_PREFIX) for name in os.environ
+        ):
             return
         slug = Application.objects.values_list("slug", flat=True).get(pk=application_id)
         if not webhook_url(slug):
@@ -186,9 +188,7 @@ def post_event(event_id: int, *, last_try: bool) -> None:
     trouble is logged and the message dropped. Logs name the slug and the status, never the URL.
     """
     event = (
-        DeployEvent.objects.select_related(
-            "deploy__application", "deploy__requester", "actor"
-        )
+        DeployEvent.objects.select_related("deploy__application", "deploy__requester", "actor")
         .filter(pk=event_id)
         .first()
     )

@@ -226,5 +226,7 @@ LOGGING = {
         "django.db.backends": {"level": "WARNING"},
         # It says at INFO, for every client made, where it found the endpoint.
         "botocore": {"level": "WARNING"},
+        # At DEBUG it logs request paths, and a webhook's path holds its token.
+        "urllib3": {"level": "INFO"},
     },
 }
