@@ -14,16 +14,11 @@ the deploy page and then merges; a deploy of the demo goes out to the simulated 
 phase and merges; a branch whose image runs out of memory on ECS is rolled back, unmerged.
 """
 
-import os
 import re
 import shutil
-import signal
-import socket
 import sqlite3
 import subprocess
-import sys
 import time
-from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -33,8 +28,8 @@ import requests
 from builds.models import BuildStatus
 from deploys.states import FINAL_STATES, State
 from fatcontroller.demo import BEHAVIOUR_ANNOTATION, DEMO_SLUG, OOM_BRANCH
+from tests.embedded_server import EmbeddedServer, embedded_server, report_log
 
-BASE_DIR = Path(__file__).resolve().parent.parent
 FLAKY_BRANCH = "feature/flaky-test"
 FLAKY_FAILURE = "FAIL test_checkout: timed out waiting for the payment stub (flaky)"
 CLEAN_BRANCH = "feature/clean-merge"
@@ -46,154 +41,23 @@ DEMO_PHASES = {
     "demo-shop-web": 3,
 }
 
-# Settings that would move the server away from the embedded default if the test run has them.
-NOT_EMBEDDED = {
-    "DATABASE_URL",
-    "REDIS_URL",
-    "SECRET_KEY",
-    "DEBUG",
-    "ALLOWED_HOSTS",
-    "CSRF_TRUSTED_ORIGINS",
-    "SECURE_COOKIES",
-}
-
-START_TIMEOUT = 60.0  # the three processes starting on a slow machine
 DEPLOY_TIMEOUT = 120.0  # each wait for a state; the demo build takes about 3 s
-LOG_TAIL_LINES = 80
 
 pytestmark = pytest.mark.skipif(
     shutil.which("git") is None, reason="the demo and the pipeline need git on PATH"
 )
 
 
-@dataclass
-class EmbeddedServer:
-    url: str
-    username: str
-    password: str
-    var_dir: Path
-    log_file: Path
-
-    def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
-        try:
-            text = self.log_file.read_text(errors="replace")
-        except FileNotFoundError:
-            return "(no log yet)"
-        return "\n".join(text.splitlines()[-lines:])
-
-    def explain(self, message: str) -> str:
-        """`message` and the end of the server's log, for an assertion that failed."""
-        return f"{message}\n--- the last lines of {self.log_file} ---\n{self.log_tail()}"
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _embedded_environment(var_dir: Path) -> dict[str, str]:
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if name not in NOT_EMBEDDED and not name.startswith(("FC_", "AWS_"))
-    }
-    env.update(
-        FC_EMBEDDED="1",
-        FC_VAR_DIR=str(var_dir),
-        FC_MOTO_PORT=str(_free_port()),  # the simulated AWS, beside a `make run` on 8001
-        PYTHONUNBUFFERED="1",
-    )
-    return env
-
-
-def _manage(env: dict[str, str], *args: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=BASE_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, f"manage.py {' '.join(args)} failed:\n{output}"
-    return output
-
-
-def _stop(process: subprocess.Popen) -> None:
-    """SIGTERM to the process group (runembedded, moto, web, worker, beat, builds), then KILL."""
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        pass
-    try:
-        os.killpg(process.pid, signal.SIGKILL)  # anything left over, such as a stuck child
-    except ProcessLookupError:
-        pass
-    process.wait(timeout=10)
-
-
-def _report(request, server: EmbeddedServer) -> None:
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    text = server.explain("a test of the embedded default failed")
-    if reporter is not None:
-        reporter.write_line("")
-        reporter.write_line(text)
-    else:
-        print(text, file=sys.__stderr__)
-
-
 @pytest.fixture(scope="module")
 def embedded(request, tmp_path_factory):
     """`make run` in a temporary FC_VAR_DIR on a free port: yields an EmbeddedServer."""
-    var_dir = tmp_path_factory.mktemp("embedded-var")
-    env = _embedded_environment(var_dir)
-    _manage(env, "migrate", "--no-input")
-    _manage(env, "collectstatic", "--no-input", "--verbosity", "0")
-    demo_output = _manage(env, "demo")
-    username, password = (var_dir / "first-login.txt").read_text().split()
-    assert f"Log in as {username} with password {password}" in demo_output, demo_output
-
-    port = _free_port()
-    log_file = var_dir / "runembedded.log"
-    server = EmbeddedServer(f"http://127.0.0.1:{port}", username, password, var_dir, log_file)
     failed_before = request.session.testsfailed
-    with log_file.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "manage.py", "runembedded", f"127.0.0.1:{port}"],
-            cwd=BASE_DIR,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        _wait_until_up(server, process)
-        yield server
-    finally:
-        _stop(process)
-        if request.session.testsfailed > failed_before:
-            _report(request, server)
-
-
-def _wait_until_up(server: EmbeddedServer, process: subprocess.Popen) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(server.explain(f"runembedded exited with {process.returncode}"))
+    with embedded_server(tmp_path_factory.mktemp("embedded-var")) as server:
         try:
-            if requests.get(f"{server.url}/login/", timeout=2).status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.2)
-    pytest.fail(server.explain(f"GET /login/ did not answer 200 within {START_TIMEOUT} s"))
+            yield server
+        finally:
+            if request.session.testsfailed > failed_before:
+                report_log(request, server, "a test of the embedded default")
 
 
 class _Forms(HTMLParser):
@@ -377,7 +241,7 @@ def test_a_flaky_demo_build_is_retried_from_the_deploy_page_and_merges(embedded)
     page = session.get(page_url, timeout=10)
     assert page.status_code == 200, server.explain(f"GET {page_url}: {page.status_code}")
     assert "Retry build" in page.text, server.explain(page.text)
-    assert "The slot is held for you until" in page.text, server.explain(page.text)
+    assert "The slot is held until" in page.text, server.explain(page.text)
     assert FLAKY_FAILURE in page.text, server.explain(page.text)
     retry_form = form_with_button(page.text, "Retry build")
     assert retry_form["action"] == f"/deploys/{deploy_id}/retry-build/", retry_form

@@ -62,7 +62,9 @@ def page(client, deploy) -> str:
 
 
 def build_section(html: str, attempt: int) -> str:
-    match = re.search(rf'<section class="build" id="build-{attempt}">(.*?)</section>', html, re.S)
+    match = re.search(
+        rf'<section class="build" id="build-{attempt}"[^>]*>(.*?)</section>', html, re.S
+    )
     assert match, f"no section for build {attempt} on the page"
     return match.group(1)
 
@@ -423,7 +425,7 @@ def test_a_running_build_is_followed_from_the_end_of_its_log(logged_in, deploy, 
     written(make_build(deploy, attempt=2), ALPHABET)
     html = page(logged_in, deploy)
     finished_attrs = log_pre(build_section(html, 1))[0]
-    assert finished_attrs == 'class="log"'  # a finished log is not polled
+    assert finished_attrs == 'class="log" data-attempt="1"'  # a finished log is not polled
     running_attrs = log_pre(build_section(html, 2))[0]
     assert f'data-log-url="{log_url(deploy.pk, 2)}"' in running_attrs
     assert 'data-next-offset="26"' in running_attrs  # the end as written, counting the cut
@@ -435,11 +437,14 @@ def test_the_page_follows_the_deploy_state_with_a_noscript_fallback(logged_in, d
     assert '<noscript><meta http-equiv="refresh" content="5"></noscript>' in head
     assert "http-equiv" not in re.sub(r"<noscript>.*?</noscript>", "", html, flags=re.S)
     scripts = re.findall(r"<script([^>]*)>(.*?)</script>", html, re.S)
-    assert scripts == [(' src="/static/js/build-log.js" defer', "")]  # nothing inline
+    assert sorted(scripts) == [  # nothing inline
+        (' src="/static/js/build-log.js" defer', ""),
+        (' src="/static/js/live.js" defer', ""),
+    ]
+    # live.js polls the page's own fragment and swaps the parts that changed.
+    assert f'data-live-url="/deploys/{deploy.pk}/live/"' in html
     state = re.search(r'<span [^>]*id="deploy-state"[^>]*>', html).group(0)
-    assert f'data-poll-url="/api/deploys/{deploy.pk}/"' in state
     assert 'data-state="building"' in state
-    assert 'data-builds="0"' in state
 
 
 def test_a_final_deploy_is_not_polled(logged_in, deploy):
@@ -447,7 +452,7 @@ def test_a_final_deploy_is_not_polled(logged_in, deploy):
     Deploy.objects.filter(pk=deploy.pk).update(state=State.CANCELLED, finished_at=timezone.now())
     html = page(logged_in, deploy)
     assert "http-equiv" not in html
-    assert "data-poll-url" not in html
+    assert 'data-live-final="1"' in html
     assert "data-log-url" not in html
 
 
@@ -474,8 +479,8 @@ def test_a_failed_build_says_how_long_the_slot_is_held(logged_in, deploy):
     html = page(logged_in, deploy)
     assert django_settings.TIME_ZONE == "UTC"
     assert (
-        '<p class="held">The slot is held for you until '
-        '<time datetime="2030-05-17T14:35:00+00:00">14:35</time>; '
+        '<p class="held">The slot is held until '
+        '<time datetime="2030-05-17T14:35:00+00:00" data-format="time">14:35 UTC</time>; '
         "after that it goes to the next deploy.</p>"
     ) in html
     buttons = html[
@@ -489,7 +494,7 @@ def test_no_hold_is_shown_unless_a_failed_build_holds_the_slot(logged_in, deploy
     held_until = timezone.now() if held else None
     Deploy.objects.filter(pk=deploy.pk).update(state=state, held_until=held_until)
     html = page(logged_in, deploy)
-    assert "held for you" not in html
+    assert "is held until" not in html
 
 
 def test_the_page_reads_only_log_tails_in_one_query(logged_in, deploy):

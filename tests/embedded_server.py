@@ -1,0 +1,182 @@
+"""The embedded default that `make run` starts, for tests that drive it over real HTTP.
+
+`embedded_server(var_dir)` runs the same commands as `make run` (migrate, collectstatic, demo,
+runembedded) as subprocesses, with FC_EMBEDDED=1 and without DATABASE_URL, REDIS_URL or
+SECRET_KEY, so the server keeps SQLite, a folder broker and a secret key under its own
+FC_VAR_DIR, and web, a Celery worker and Celery beat are real separate processes. The AWS_*
+settings are taken away too, so it also runs the simulated AWS, `runmoto`, on a free
+FC_MOTO_PORT, and the demo deploys to its ECS.
+
+A plain module, not a pytest plugin: the test modules wrap it in their own fixtures
+(tests/test_embedded_default.py, tests/e2e/conftest.py).
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+# Settings that would move the server away from the embedded default if the test run has them.
+NOT_EMBEDDED = {
+    "DATABASE_URL",
+    "REDIS_URL",
+    "SECRET_KEY",
+    "DEBUG",
+    "ALLOWED_HOSTS",
+    "CSRF_TRUSTED_ORIGINS",
+    "SECURE_COOKIES",
+}
+
+START_TIMEOUT = 60.0  # the three processes starting on a slow machine
+LOG_TAIL_LINES = 80
+
+
+class EmbeddedServerError(AssertionError):
+    """The embedded default did not start; the message ends with the server's log."""
+
+
+@dataclass
+class EmbeddedServer:
+    url: str  # base URL, no trailing slash: http://127.0.0.1:PORT
+    username: str
+    password: str
+    var_dir: Path
+    log_file: Path
+
+    def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
+        try:
+            text = self.log_file.read_text(errors="replace")
+        except FileNotFoundError:
+            return "(no log yet)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def explain(self, message: str) -> str:
+        """`message` and the end of the server's log, for an assertion that failed."""
+        return f"{message}\n--- the last lines of {self.log_file} ---\n{self.log_tail()}"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def embedded_environment(var_dir: Path) -> dict[str, str]:
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in NOT_EMBEDDED and not name.startswith(("FC_", "AWS_"))
+    }
+    env.update(
+        FC_EMBEDDED="1",
+        FC_VAR_DIR=str(var_dir),
+        FC_MOTO_PORT=str(free_port()),  # the simulated AWS, beside a `make run` on 8001
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def manage(env: dict[str, str], *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    output = result.stdout + result.stderr
+    if result.returncode != 0:
+        raise EmbeddedServerError(f"manage.py {' '.join(args)} failed:\n{output}")
+    return output
+
+
+def stop(process: subprocess.Popen) -> None:
+    """SIGTERM to the process group (runembedded, moto, web, worker, beat, builds), then KILL."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(process.pid, signal.SIGKILL)  # anything left over, such as a stuck child
+    except ProcessLookupError:
+        pass
+    process.wait(timeout=10)
+
+
+def wait_until_up(server: EmbeddedServer, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise EmbeddedServerError(
+                server.explain(f"runembedded exited with {process.returncode}")
+            )
+        try:
+            if requests.get(f"{server.url}/login/", timeout=2).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.2)
+    raise EmbeddedServerError(
+        server.explain(f"GET /login/ did not answer 200 within {START_TIMEOUT} s")
+    )
+
+
+@contextmanager
+def embedded_server(var_dir: Path) -> Iterator[EmbeddedServer]:
+    """`make run` in `var_dir` (its FC_VAR_DIR) on a free port; stopped on the way out.
+
+    Yields an EmbeddedServer: the base URL, the demo's first login and the var dir.
+    """
+    var_dir = Path(var_dir)
+    env = embedded_environment(var_dir)
+    manage(env, "migrate", "--no-input")
+    manage(env, "collectstatic", "--no-input", "--verbosity", "0")
+    demo_output = manage(env, "demo")
+    username, password = (var_dir / "first-login.txt").read_text().split()
+    if f"Log in as {username} with password {password}" not in demo_output:
+        raise EmbeddedServerError(f"the demo printed no first login:\n{demo_output}")
+
+    port = free_port()
+    log_file = var_dir / "runembedded.log"
+    server = EmbeddedServer(f"http://127.0.0.1:{port}", username, password, var_dir, log_file)
+    with log_file.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "manage.py", "runembedded", f"127.0.0.1:{port}"],
+            cwd=BASE_DIR,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        wait_until_up(server, process)
+        yield server
+    finally:
+        stop(process)
+
+
+def report_log(request, server: EmbeddedServer, what: str) -> None:
+    """Write the end of the server's log to pytest's terminal (`request` is a fixture's)."""
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    text = server.explain(f"{what} failed")
+    if reporter is not None:
+        reporter.write_line("")
+        reporter.write_line(text)
+    else:
+        print(text, file=sys.__stderr__)
