@@ -139,6 +139,8 @@ class Deploy(models.Model):
             models.Index(fields=["requester", "-id"], name="deploy_requester_newest"),
             models.Index(fields=["state", "-id"], name="deploy_state_newest"),
             models.Index(fields=["-created_at"], name="deploy_created_newest"),
+            # The dashboard: each application's recently finished deploys.
+            models.Index(fields=["application", "-finished_at"], name="deploy_app_finished"),
         ]
 
     def __str__(self) -> str:
