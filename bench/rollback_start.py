@@ -242,21 +242,19 @@ def _lifetime(n: int) -> float:
 
 def _make_services(ecs, ecr) -> dict[str, str]:
     """The cluster and its services on `base`, steady; returns each service's revision."""
+    from fatcontroller.ecs_simulator import create_service
+
     ecs.create_cluster(clusterName=CLUSTER)
     ecr.create_repository(repositoryName=REPOSITORY_NAME)
     base = {}
     for name in SERVICES:
-        arn = ecs.register_task_definition(
-            family=name,
-            networkMode="bridge",
-            containerDefinitions=[
-                {"name": "app", "image": f"{REPOSITORY}:base", "memory": 256, "essential": True}
-            ],
-        )["taskDefinition"]["taskDefinitionArn"]
-        ecs.create_service(
-            cluster=CLUSTER, serviceName=name, taskDefinition=arn, desiredCount=TASKS_PER_SERVICE
+        base[name] = create_service(
+            ecs,
+            cluster=CLUSTER,
+            name=name,
+            image=f"{REPOSITORY}:base",
+            desired_count=TASKS_PER_SERVICE,
         )
-        base[name] = arn
     _wait_for(lambda: _steady_on(ecs, base), "the services to start", timeout=30)
     return base
 

@@ -1107,3 +1107,28 @@ def _deployment_configuration(configuration: dict[str, Any] | None) -> dict[str,
         **(merged.get("deploymentCircuitBreaker") or {}),
     }
     return merged
+
+
+def create_service(
+    ecs: Any,
+    *,
+    cluster: str,
+    name: str,
+    image: str,
+    container: str = "app",
+    desired_count: int = 2,
+    memory: int = 256,
+) -> str:
+    """A bridge-mode service of one essential container on `image` (revision 1 of family
+    `name`), for the tests, the bench and the demo; returns its task definition ARN."""
+    arn = ecs.register_task_definition(
+        family=name,
+        networkMode="bridge",
+        containerDefinitions=[
+            {"name": container, "image": image, "memory": memory, "essential": True}
+        ],
+    )["taskDefinition"]["taskDefinitionArn"]
+    ecs.create_service(
+        cluster=cluster, serviceName=name, taskDefinition=arn, desiredCount=desired_count
+    )
+    return arn

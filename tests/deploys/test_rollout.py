@@ -19,7 +19,7 @@ from deploys import actions, rollout
 from deploys.models import Application, Deploy, RolloutStatus, ServiceRollout
 from deploys.resume import resume_deploys
 from deploys.states import FINAL_STATES, State
-from fatcontroller.ecs_simulator import EcsSimulator
+from fatcontroller.ecs_simulator import EcsSimulator, create_service
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -46,16 +46,7 @@ def ecs(simulator):
     client = boto3.client("ecs", region_name=REGION)
     client.create_cluster(clusterName="demo")
     for service in SERVICES:
-        arn = client.register_task_definition(
-            family=service,
-            networkMode="bridge",
-            containerDefinitions=[
-                {"name": "app", "image": f"{REPOSITORY}:base", "memory": 256, "essential": True}
-            ],
-        )["taskDefinition"]["taskDefinitionArn"]
-        client.create_service(
-            cluster="demo", serviceName=service, taskDefinition=arn, desiredCount=2
-        )
+        create_service(client, cluster="demo", name=service, image=f"{REPOSITORY}:base")
     boto3.client("ecr", region_name=REGION).create_repository(repositoryName="demo-shop")
     simulator.advance(10)
     return client

@@ -49,7 +49,7 @@ from deploys.models import Application, Deploy, RolloutStatus
 from deploys.resume import resume_deploys
 from deploys.states import FINAL_STATES, State
 from fatcontroller.celery import app as celery_app
-from fatcontroller.ecs_simulator import EcsSimulator
+from fatcontroller.ecs_simulator import EcsSimulator, create_service
 
 pytestmark = pytest.mark.skipif(
     not settings.REDIS_URL or "postgresql" not in settings.DATABASES["default"]["ENGINE"],
@@ -188,14 +188,7 @@ def set_up_ecs(aws: Aws) -> None:
     ecs = aws.client("ecs")
     ecs.create_cluster(clusterName="demo")
     for name in SERVICES:
-        arn = ecs.register_task_definition(
-            family=name,
-            networkMode="bridge",
-            containerDefinitions=[
-                {"name": "app", "image": f"{REPOSITORY}:base", "memory": 256, "essential": True}
-            ],
-        )["taskDefinition"]["taskDefinitionArn"]
-        ecs.create_service(cluster="demo", serviceName=name, taskDefinition=arn, desiredCount=2)
+        create_service(ecs, cluster="demo", name=name, image=f"{REPOSITORY}:base")
     aws.client("ecr").create_repository(repositoryName="demo-shop")
 
     def steady():

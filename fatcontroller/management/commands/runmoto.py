@@ -142,6 +142,9 @@ def demo_aws_ready(endpoint: str, aws: DemoAws | None = None) -> bool:
 
 def create_demo_aws(endpoint: str, aws: DemoAws) -> list[str]:
     """Make what is missing of the demo's AWS side; returns what it made, for people."""
+    # The simulator module loads moto: only the moto process needs it, not its callers.
+    from fatcontroller.ecs_simulator import create_service
+
     made = []
     ecr = _client("ecr", endpoint, aws.repository_region)
     try:
@@ -188,23 +191,14 @@ def create_demo_aws(endpoint: str, aws: DemoAws) -> list[str]:
         described = ecs.describe_services(cluster=service.cluster, services=[service.name])
         if any(s.get("status") == "ACTIVE" for s in described["services"]):
             continue
-        task_definition = ecs.register_task_definition(
-            family=service.name,
-            networkMode="bridge",
-            containerDefinitions=[
-                {
-                    "name": service.container,
-                    "image": aws.base_image,
-                    "memory": 512,
-                    "essential": True,
-                }
-            ],
-        )["taskDefinition"]["taskDefinitionArn"]
-        ecs.create_service(
+        task_definition = create_service(
+            ecs,
             cluster=service.cluster,
-            serviceName=service.name,
-            taskDefinition=task_definition,
-            desiredCount=DESIRED_COUNT,
+            name=service.name,
+            image=aws.base_image,
+            container=service.container,
+            desired_count=DESIRED_COUNT,
+            memory=512,
         )
         made.append(
             f"ECS service {service.name} (phase {service.phase}) on {service.cluster}: "
