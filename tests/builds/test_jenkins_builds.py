@@ -541,20 +541,12 @@ def test_cancelling_while_the_build_waits_in_jenkins_queue_cancels_the_queue_ite
     assert jenkins_server.builds(JOB) == []
 
 
-def test_the_hold_window_passes_and_the_slot_goes_to_the_next_deploy(
-    on_jenkins,
-    jenkins_server,
-    user,
-    other_user,
-    drive,
-    sent_tasks,
-    django_capture_on_commit_callbacks,
-):
-    jenkins_server.plan(JOB, "fail", "succeed")
-    deploy = queue(
-        on_jenkins, user, drive, django_capture_on_commit_callbacks, "feature/clean-merge"
-    )
-    with django_capture_on_commit_callbacks(execute=True):
+def failed_build_with_one_waiting(app, jenkins_server, user, other_user, drive, capture):
+    """A deploy whose first build failed, holding the slot; another deploy waits behind it.
+    A second build of it would hang."""
+    jenkins_server.plan(JOB, "fail", "hang")
+    deploy = queue(app, user, drive, capture, "feature/clean-merge")
+    with capture(execute=True):
         waiting = actions.queue_deploy(
             application="demo-shop",
             branch="feature/flaky-test",
@@ -565,6 +557,21 @@ def test_the_hold_window_passes_and_the_slot_goes_to_the_next_deploy(
     building.poll_builds()
     drive()
     assert Deploy.objects.get(pk=deploy.pk).state == State.BUILD_FAILED
+    return deploy, waiting
+
+
+def test_the_hold_window_passes_and_the_slot_goes_to_the_next_deploy(
+    on_jenkins,
+    jenkins_server,
+    user,
+    other_user,
+    drive,
+    sent_tasks,
+    django_capture_on_commit_callbacks,
+):
+    deploy, waiting = failed_build_with_one_waiting(
+        on_jenkins, jenkins_server, user, other_user, drive, django_capture_on_commit_callbacks
+    )
 
     with django_capture_on_commit_callbacks(execute=True):
         resume_deploys()  # inside the window: nothing moves
@@ -593,20 +600,9 @@ def test_a_retry_inside_the_hold_window_keeps_the_slot_past_its_end(
     sent_tasks,
     django_capture_on_commit_callbacks,
 ):
-    jenkins_server.plan(JOB, "fail", "hang")
-    deploy = queue(
-        on_jenkins, user, drive, django_capture_on_commit_callbacks, "feature/clean-merge"
+    deploy, waiting = failed_build_with_one_waiting(
+        on_jenkins, jenkins_server, user, other_user, drive, django_capture_on_commit_callbacks
     )
-    with django_capture_on_commit_callbacks(execute=True):
-        waiting = actions.queue_deploy(
-            application="demo-shop",
-            branch="feature/flaky-test",
-            mode="merge_only",
-            requester=other_user,
-        )
-    wait_until(lambda: jenkins_result(jenkins_server, 1), what="the build")
-    building.poll_builds()
-    drive()
     with django_capture_on_commit_callbacks(execute=True):
         actions.retry_build(Deploy.objects.get(pk=deploy.pk), actor=user)
     drive()
