@@ -128,6 +128,8 @@ def test_queue_a_merge_only_deploy_from_the_dashboard_and_watch_it_merge_in_plac
     expect(state).to_have_attribute("data-state", State.MERGED, timeout=DEPLOY_TIMEOUT_MS)
     expect(state).to_have_text("Merged")
     assert_not_reloaded(page)
+    # Its owner is told, in the page, that it ended.
+    expect(page.locator("#flash")).to_contain_text(f"Deploy #{deploy_id} ended: Merged.")
 
     # The build log grew while the page was open: it showed the build's start before the
     # build had passed, then the rest.
