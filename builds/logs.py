@@ -15,8 +15,9 @@ from .models import FINISHED_BUILD_STATUSES, Build
 
 # The most one answer carries; the reader asks again from next_offset for the rest.
 LOG_SLICE_MAX_CHARS = 256 * 1024
-# How much of the end of each log the deploy page shows.
-LOG_TAIL_CHARS = 64 * 1024
+# How much of the end of each log the deploy page shows: the end says why a build failed,
+# and every character here is escaped and sent on each load of the page.
+LOG_TAIL_CHARS = 16 * 1024
 # Past any log's end, and small enough that the SQL arithmetic stays inside a bigint.
 _MAX_OFFSET = 2**62
 

@@ -10,6 +10,7 @@ import statistics
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from django.core.cache import cache
 from django.utils import timezone
 
 from clusters.models import Placement, PlacementKind
@@ -31,6 +32,7 @@ RECENT_FIELDS = (
 # Finished deploys whose durations make the estimate: enough to smooth, few enough to follow
 # a change in the build's length.
 DURATION_SAMPLE = 20
+DURATIONS_KEPT_SECONDS = 60
 # Ended before running long enough to say how long a deploy takes.
 NOT_A_RUN = (State.CANCELLED, State.MERGE_CONFLICT)
 
@@ -79,12 +81,7 @@ def board(applications=None) -> list[AppBoard]:
         boards[app_id].recent = list(
             of_app.select_related("requester").only(*RECENT_FIELDS)[:RECENT_DEPLOYS]
         )
-        durations[app_id] = [
-            end - start
-            for start, end in of_app.exclude(state__in=NOT_A_RUN)
-            .filter(started_at__isnull=False)
-            .values_list("started_at", "finished_at")[:DURATION_SAMPLE]
-        ]
+        durations[app_id] = _recent_durations(of_app, app_id)
 
     holders = [b.holder for b in boards.values() if b.holder]
     phases = phases_of(app_ids)
@@ -108,6 +105,21 @@ def board(applications=None) -> list[AppBoard]:
             )
         ]
     return [boards[app.pk] for app in apps]
+
+
+def _recent_durations(finished, app_id: int) -> list[timedelta]:
+    """The durations behind the start estimates; they change slowly, so kept for a minute."""
+    key = f"dashboard:durations:{app_id}"
+    found = cache.get(key)
+    if found is None:
+        found = [
+            end - start
+            for start, end in finished.exclude(state__in=NOT_A_RUN)
+            .filter(started_at__isnull=False)
+            .values_list("started_at", "finished_at")[:DURATION_SAMPLE]
+        ]
+        cache.set(key, found, DURATIONS_KEPT_SECONDS)
+    return found
 
 
 def phases_of(app_ids) -> dict[int, list[int]]:

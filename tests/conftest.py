@@ -73,6 +73,16 @@ def drive(sent_tasks, django_capture_on_commit_callbacks):
 
 
 @pytest.fixture(autouse=True)
+def empty_cache():
+    """Each test starts with nothing cached (branch lists, deploy durations)."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture(autouse=True)
 def fast_password_hashing(settings):
     # The real hasher is slow on purpose; tests make many users.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
