@@ -34,8 +34,8 @@ from .backends import (
     BuildReport,
     BuildSpec,
     LogChunk,
+    backend_for,
 )
-from .backends import backend_for as _backend_for
 from .models import UNFINISHED_BUILD_STATUSES, Build, BuildStatus
 
 log = logging.getLogger(__name__)
@@ -46,11 +46,6 @@ FINAL_LOG_READS = 20
 
 class StartTrouble(Exception):
     """The backend could not take the build now (down, 5xx): the step is tried again later."""
-
-
-def backend_for(name: str):
-    # One place to reach the backends, so tests can swap in a fake.
-    return _backend_for(name)
 
 
 def claim_pending_build(deploy: Deploy) -> Build | None:
@@ -138,7 +133,14 @@ def sync_build(deploy: Deploy) -> None:
         copy_log(backend, build, reads=FINAL_LOG_READS if report.finished else 1)
     except BackendError as exc:
         note_trouble(deploy, build, str(exc))
-        _give_up_if_silent_too_long(deploy, build, backend)
+        # A backend that stays away past the build's own time limit leaves nothing to wait for.
+        if _over_time(deploy, build):
+            timeout = deploy.application.build_timeout_seconds
+            summary = (
+                f"the build backend did not answer before the build's {timeout} s limit "
+                "ran out: its outcome is unknown"
+            )
+            _stop(deploy, build, backend, summary, errored=True)
         return
     clear_trouble(deploy, build)
     Build.objects.filter(pk=build.pk).update(heartbeat_at=timezone.now())
@@ -150,10 +152,8 @@ def sync_build(deploy: Deploy) -> None:
     if report.finished:
         conclude(deploy, build, report)
     elif _over_time(deploy, build):
-        _abort_quietly(backend, build)
         timeout = deploy.application.build_timeout_seconds
-        summary = f"ran over its {timeout} s limit: aborted"
-        conclude(deploy, build, BuildReport(finished=True, passed=False, summary=summary))
+        _stop(deploy, build, backend, f"ran over its {timeout} s limit: aborted")
 
 
 def copy_log(backend, build: Build, *, reads: int = 1) -> None:
@@ -223,24 +223,14 @@ def _over_time(deploy: Deploy, build: Build) -> bool:
     return build.started_at is not None and timezone.now() - build.started_at > limit
 
 
-def _give_up_if_silent_too_long(deploy: Deploy, build: Build, backend) -> None:
-    # A backend that stays away past the build's own time limit leaves nothing to wait for.
-    if not _over_time(deploy, build):
-        return
-    _abort_quietly(backend, build)
-    summary = (
-        f"the build backend did not answer before the build's "
-        f"{deploy.application.build_timeout_seconds} s limit ran out: its outcome is unknown"
-    )
-    report = BuildReport(finished=True, passed=False, errored=True, summary=summary)
-    conclude(deploy, build, report)
-
-
-def _abort_quietly(backend, build: Build) -> None:
+def _stop(deploy: Deploy, build: Build, backend, summary: str, *, errored: bool = False) -> None:
+    """End a build that ran out of time: abort it where it runs (if it still answers)."""
     try:
         backend.abort(build)
     except BackendError as exc:
         log.warning("could not abort build %s: %s", build.pk, exc)
+    report = BuildReport(finished=True, passed=False, errored=errored, summary=summary)
+    conclude(deploy, build, report)
 
 
 def abort_builds(deploy: Deploy) -> None:

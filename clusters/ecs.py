@@ -275,19 +275,18 @@ def image_exists(image: str) -> bool:
         if not match["tag"]:
             raise EcsRefused(f"the image {image} has no tag")
         ecr = boto3.client("ecr", region_name=match["region"], config=_config())
-        try:
-            with _aws(f"look up the image {image}"):
+        with _aws(f"look up the image {image}"):
+            try:
                 ecr.describe_images(
                     registryId=match["account"],
                     repositoryName=match["repository"],
                     imageIds=[{"imageTag": match["tag"]}],
                 )
-        except EcsRefused as exc:
-            if isinstance(exc.__cause__, ClientError) and exc.__cause__.response["Error"][
-                "Code"
-            ] in {"ImageNotFoundException", "RepositoryNotFoundException"}:
+            except (
+                ecr.exceptions.ImageNotFoundException,
+                ecr.exceptions.RepositoryNotFoundException,
+            ):
                 return False
-            raise
         return True
     return _registry_has(image)
 

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from clusters.models import Placement, PlacementKind
 
-from .models import Application, Deploy, ServiceRollout
+from .models import Application, Deploy, RolloutStatus, ServiceRollout
 from .states import FINAL_STATES, SLOT_STATES, Mode, State
 
 RECENT_DEPLOYS = 10
@@ -72,23 +72,19 @@ def board(applications=None) -> list[AppBoard]:
         else:
             entry.waiting.append((deploy, None))
 
-    durations: dict[int, list[timedelta]] = {}
     finished = Deploy.objects.filter(finished_at__isnull=False).order_by("-finished_at")
-    for app_id in app_ids:
-        # One short query per application, each read from the (application, -finished_at)
-        # index: ranking every finished deploy in one query costs more at 100,000 rows.
-        of_app = finished.filter(application_id=app_id)
-        boards[app_id].recent = list(
-            of_app.select_related("requester").only(*RECENT_FIELDS)[:RECENT_DEPLOYS]
-        )
-        durations[app_id] = _recent_durations(of_app, app_id)
-
     holders = [b.holder for b in boards.values() if b.holder]
     phases = phases_of(app_ids)
     rollouts = rollouts_of(holders)
     now = timezone.now()
-    for entry in boards.values():
-        samples = durations.get(entry.application.pk)
+    for app_id, entry in boards.items():
+        # One short query per application, each read from the (application, -finished_at)
+        # index: ranking every finished deploy in one query costs more at 100,000 rows.
+        of_app = finished.filter(application_id=app_id)
+        entry.recent = list(
+            of_app.select_related("requester").only(*RECENT_FIELDS)[:RECENT_DEPLOYS]
+        )
+        samples = _recent_durations(of_app, app_id)
         entry.typical_duration = (
             timedelta(seconds=statistics.median(d.total_seconds() for d in samples))
             if samples
@@ -96,14 +92,10 @@ def board(applications=None) -> list[AppBoard]:
         )
         if entry.holder:
             entry.holder_steps = steps(
-                entry.holder, phases.get(entry.application.pk, []), rollouts.get(entry.holder.pk)
+                entry.holder, phases.get(app_id, []), rollouts.get(entry.holder.pk)
             )
-        entry.waiting = [
-            (deploy, estimate)
-            for deploy, estimate in zip(
-                [d for d, _ in entry.waiting], estimated_starts(entry, now), strict=True
-            )
-        ]
+        queued = [deploy for deploy, _ in entry.waiting]
+        entry.waiting = list(zip(queued, estimated_starts(entry, now), strict=True))
     return [boards[app.pk] for app in apps]
 
 
@@ -182,7 +174,7 @@ def _where(deploy: Deploy, rollouts: list[ServiceRollout], phases: list[int]) ->
     if state in (State.BUILDING, State.BUILD_FAILED, State.ABANDONED):
         return "build", state != State.BUILDING
     if state in (State.DEPLOYING, State.ROLLING_BACK, State.ROLLED_BACK, State.ROLLBACK_FAILED):
-        pending = [r.phase for r in rollouts if r.status != "done"]
+        pending = [r.phase for r in rollouts if r.status != RolloutStatus.DONE]
         phase = min(pending) if pending else (phases[-1] if phases else 1)
         return f"phase-{phase}", state != State.DEPLOYING
     if state == State.VERIFYING:

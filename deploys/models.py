@@ -7,6 +7,13 @@ from django.db.models import Q
 from .states import ACTIVE_STATES, FINAL_STATES, SLOT_STATES, Mode, State
 
 
+def secret_variable(prefix: str, slug: str) -> str:
+    """Where an application's secret is in the environment: prefix + the slug upper-cased,
+    anything but A-Z and 0-9 made "_" (FC_HOOK_SECRET_DEMO_SHOP). Secrets never sit in the
+    database."""
+    return prefix + re.sub(r"[^A-Z0-9]", "_", slug.upper())
+
+
 class Application(models.Model):
     """One application shipped by Fat Controller: a git remote and its merge slot."""
 
@@ -72,7 +79,7 @@ class Application(models.Model):
     @property
     def hook_secret_variable(self) -> str:
         """The environment variable holding this application's build notification secret."""
-        return "FC_HOOK_SECRET_" + re.sub(r"[^A-Z0-9]", "_", self.slug.upper())
+        return secret_variable("FC_HOOK_SECRET_", self.slug)
 
 
 class Deploy(models.Model):

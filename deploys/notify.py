@@ -17,7 +17,6 @@ other answer is logged (application slug and status only) and dropped.
 
 import logging
 import os
-import re
 from urllib.parse import quote
 
 import requests
@@ -26,7 +25,7 @@ from django.db.models import F
 from django.urls import reverse
 
 from . import pipeline
-from .models import Application, DeployEvent
+from .models import Application, DeployEvent, secret_variable
 from .states import State
 
 log = logging.getLogger(__name__)
@@ -71,12 +70,8 @@ class WebhookUnavailable(Exception):
 
 
 def webhook_variable(slug: str) -> str:
-    """The environment variable holding an application's webhook URL: FC_WEBHOOK_URL_DEMO_SHOP.
-
-    The same rule as Application.hook_secret_variable: upper-cased, anything but A-Z and 0-9
-    becomes "_".
-    """
-    return VARIABLE_PREFIX + re.sub(r"[^A-Z0-9]", "_", slug.upper())
+    """The environment variable holding an application's webhook URL: FC_WEBHOOK_URL_DEMO_SHOP."""
+    return secret_variable(VARIABLE_PREFIX, slug)
 
 
 def webhook_url(slug: str) -> str:

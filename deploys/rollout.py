@@ -33,6 +33,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from builds.models import BuildStatus
 from clusters.ecs import EcsError, EcsTarget, EcsUnavailable, image_exists, revision_name
 from clusters.models import Placement, PlacementKind
 
@@ -64,9 +65,14 @@ def has_rollout_target(application) -> bool:
     return ecs_placements(application).exists()
 
 
+def image_of(deploy: Deploy, build) -> str:
+    """What the build pushed, and what the rollout deploys."""
+    return f"{deploy.application.image_repository}:{build.image_tag if build else ''}"
+
+
 def start_rollout(deploy: Deploy, build) -> None:
     """building -> deploying, once the candidate's build passed (deploy mode)."""
-    image = f"{deploy.application.image_repository}:{build.image_tag}"
+    image = image_of(deploy, build)
     phases = sorted({p.service.phase for p in ecs_placements(deploy.application)})
     transition(
         deploy.pk,
@@ -214,8 +220,7 @@ def _rollouts_of(deploy: Deploy) -> list[ServiceRollout]:
     existing = list(deploy.rollouts.select_related("placement__service", "placement__cluster"))
     if existing or deploy.mode == Mode.ROLLBACK:
         return existing
-    build = deploy.builds.filter(status="succeeded").order_by("-attempt").first()
-    image = f"{deploy.application.image_repository}:{build.image_tag if build else ''}"
+    image = image_of(deploy, deploy.builds.filter(status=BuildStatus.SUCCEEDED).last())
     for placement in ecs_placements(deploy.application):
         ServiceRollout.objects.get_or_create(
             deploy=deploy,

@@ -6,7 +6,6 @@ from django.db.models import Prefetch
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from builds.logs import log_tail, with_log_tail
@@ -24,17 +23,17 @@ def dashboard_page(request, *, bound_form=None, status=200):
     return render(
         request,
         "deploys/dashboard.html",
-        _board_context(request, bound_form=bound_form),
+        _board_context(bound_form=bound_form),
         status=status,
     )
 
 
 def dashboard_live(request):
     """The dashboard's live parts, polled by static/js/live.js."""
-    return render(request, "deploys/_board_live.html", _board_context(request))
+    return render(request, "deploys/_board_live.html", _board_context())
 
 
-def _board_context(request, *, bound_form=None) -> dict:
+def _board_context(*, bound_form=None) -> dict:
     entries = []
     for entry in dashboard.board():
         slug = entry.application.slug
@@ -44,7 +43,7 @@ def _board_context(request, *, bound_form=None) -> dict:
             else QueueDeployForm(initial={"application": slug})
         )
         entries.append({"board": entry, "form": form})
-    return {"entries": entries, "now": timezone.now()}
+    return {"entries": entries}
 
 
 @require_POST

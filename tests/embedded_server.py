@@ -180,3 +180,15 @@ def report_log(request, server: EmbeddedServer, what: str) -> None:
         reporter.write_line(text)
     else:
         print(text, file=sys.__stderr__)
+
+
+@contextmanager
+def embedded_for_tests(request, tmp_path_factory, folder: str, who: str):
+    """The embedded server for a module's tests; its log is shown if one of them failed."""
+    failed_before = request.session.testsfailed
+    with embedded_server(tmp_path_factory.mktemp(folder)) as server:
+        try:
+            yield server
+        finally:
+            if request.session.testsfailed > failed_before:
+                report_log(request, server, who)

@@ -28,7 +28,7 @@ import requests
 from builds.models import BuildStatus
 from deploys.states import FINAL_STATES, State
 from fatcontroller.demo import BEHAVIOUR_ANNOTATION, DEMO_SLUG, OOM_BRANCH
-from tests.embedded_server import EmbeddedServer, embedded_server, report_log
+from tests.embedded_server import EmbeddedServer, embedded_for_tests
 
 FLAKY_BRANCH = "feature/flaky-test"
 FLAKY_FAILURE = "FAIL test_checkout: timed out waiting for the payment stub (flaky)"
@@ -51,13 +51,10 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def embedded(request, tmp_path_factory):
     """`make run` in a temporary FC_VAR_DIR on a free port: yields an EmbeddedServer."""
-    failed_before = request.session.testsfailed
-    with embedded_server(tmp_path_factory.mktemp("embedded-var")) as server:
-        try:
-            yield server
-        finally:
-            if request.session.testsfailed > failed_before:
-                report_log(request, server, "a test of the embedded default")
+    with embedded_for_tests(
+        request, tmp_path_factory, "embedded-var", "a test of the embedded default"
+    ) as server:
+        yield server
 
 
 class _Forms(HTMLParser):

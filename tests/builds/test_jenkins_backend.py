@@ -7,8 +7,6 @@ has to map (see tests/jenkins_standin.py). Waiting is polling with a deadline, n
 import socket
 import threading
 import time
-from collections.abc import Callable
-from typing import TypeVar
 
 import pytest
 
@@ -24,22 +22,9 @@ from builds.jenkins import JenkinsBackend, split_incomplete_utf8
 from builds.models import Build
 from deploys.models import Deploy
 from tests.jenkins_standin import JenkinsStandin
+from tests.waiting import wait_until
 
 USER, TOKEN, JOB = "fatcontroller", "s3cret-token", "demo-shop"
-
-T = TypeVar("T")
-
-
-def wait_until(predicate: Callable[[], T], timeout: float = 5.0, what: str = "it") -> T:
-    """Poll until predicate() is truthy and return its value; fail after the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
 
 
 @pytest.fixture

@@ -4,8 +4,6 @@ The pipeline runs in this process (the `drive` fixture runs each task a worker w
 Jenkins runs its builds on its own threads, so tests wait for it with a deadline.
 """
 
-import time
-
 import pytest
 from celery.exceptions import Retry
 from django.utils import timezone
@@ -18,19 +16,10 @@ from deploys.models import Application, Deploy
 from deploys.resume import resume_deploys
 from deploys.states import State
 from tests.jenkins_standin import JenkinsStandin
+from tests.waiting import wait_until
 
 HOOK_SECRET = "hook-secret-for-tests"
 JOB = "demo-shop"
-
-
-def wait_until(predicate, timeout=10.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 @pytest.fixture

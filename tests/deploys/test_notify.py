@@ -15,18 +15,11 @@ from deploys.models import Application, Deploy, DeployEvent
 from deploys.statemachine import transition
 from deploys.states import Mode, State
 from deploys.tasks import post_webhook
+from tests.waiting import wait_until
 
 TOKEN = "xoxb-SECRET-token-4f2a9c"
 POST_TASK = "deploys.tasks.post_webhook"
 VARIABLE = "FC_WEBHOOK_URL_DEMO_SHOP"
-
-
-def wait_for(condition, timeout=5.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 class SlackStandin:
@@ -397,7 +390,7 @@ def test_a_hanging_webhook_never_holds_up_the_transition(
 
     monkeypatch.setattr(notify, "TIMEOUT_SECONDS", 0.3)
     run_webhook_tasks(sent_tasks)  # times out twice, retried, then answered
-    wait_for(lambda: len(slack.received) == 3, what="three attempts")
+    wait_until(lambda: len(slack.received) == 3, what="three attempts")
     assert len({json.dumps(r["json"]) for r in slack.received}) == 1  # the same message
     assert caplog.text.count("did not answer within 0.3 s") >= 2
     assert "webhook of demo-shop told (merging)" in caplog.text
@@ -412,7 +405,7 @@ def test_a_webhook_that_keeps_hanging_is_given_up(
     moved(deploy, State.FAILED, message="image missing")
     run_webhook_tasks(sent_tasks)
     attempts = 1 + post_webhook.max_retries
-    wait_for(lambda: len(slack.received) == attempts, what="every attempt")
+    wait_until(lambda: len(slack.received) == attempts, what="every attempt")
     assert "the webhook of demo-shop did not answer within 0.2 s: gave up after retrying" in (
         caplog.text
     )

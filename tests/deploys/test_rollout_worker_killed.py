@@ -28,7 +28,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -50,6 +49,7 @@ from deploys.resume import resume_deploys
 from deploys.states import FINAL_STATES, State
 from fatcontroller.celery import app as celery_app
 from fatcontroller.ecs_simulator import EcsSimulator, create_service
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.skipif(
     not settings.REDIS_URL or "postgresql" not in settings.DATABASES["default"]["ENGINE"],
@@ -65,22 +65,6 @@ SERVICES = {"shop-worker": (ProcessType.WORKER, 1), "shop-web": (ProcessType.WEB
 STALL_AFTER = 3  # FC_ROLLOUT_STALL_AFTER, in seconds, for the workers and the safety net
 LEASE = 5  # FC_ROLLOUT_LEASE: how long a killed worker's tick keeps the others out
 R = RolloutStatus
-
-
-def wait_for(predicate, timeout: float, what, interval: float = 0.02):
-    """Poll `predicate` until it is truthy; `what` (a string or a callable) says what failed."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {_say(what)}")
-        time.sleep(interval)
-
-
-def _say(what) -> str:
-    return what() if callable(what) else what
 
 
 def timeline(deploy_id: int) -> str:
@@ -200,7 +184,7 @@ def set_up_ecs(aws: Aws) -> None:
             for s in described
         )
 
-    wait_for(steady, 10, "the services to start on revision 1")
+    wait_until(steady, 10, "the services to start on revision 1")
 
 
 def push_image(aws: Aws, tag: str) -> None:
@@ -404,7 +388,7 @@ def safety_net_until_final(deploy_id: int, timeout: float) -> str:
         resume_deploys()
         return None
 
-    return wait_for(final, timeout, lambda: timeline(deploy_id), interval=0.2)
+    return wait_until(final, timeout, lambda: timeline(deploy_id), interval=0.2)
 
 
 def resends(caplog, deploy_id: int, state: str) -> int:
@@ -442,7 +426,7 @@ def test_a_worker_killed_mid_update_is_replaced_and_the_rollout_finishes_once(
 
     # Worker A registered shop-worker:2 and asked ECS to run it; ECS did, and its answer is
     # held: worker A is killed before it can write down the deployment.
-    wait_for(aws.held.is_set, 30, lambda: f"worker A's UpdateService\n{worker_a.log}")
+    wait_until(aws.held.is_set, 30, lambda: f"worker A's UpdateService\n{worker_a.log}")
     worker_a.kill()
     aws.release.set()
     killed_at = timezone.now()
@@ -521,7 +505,7 @@ def test_a_worker_killed_during_the_rollback_is_replaced_and_the_rollback_finish
         os.killpg(worker_a.process.pid, signal.SIGCONT)
         return False
 
-    wait_for(
+    wait_until(
         between_ticks,
         30,
         lambda: f"the rollback of shop-web\n{timeline(deploy.pk)}\n{worker_a.log}",

@@ -5,7 +5,6 @@ pytest-django's test database; the broker is the REDIS_URL that CI sets.
 """
 
 import subprocess
-import time
 
 import pytest
 from celery.contrib.testing.worker import start_worker
@@ -15,6 +14,7 @@ from rest_framework.test import APIClient
 from deploys.models import Deploy
 from deploys.states import FINAL_STATES, State
 from fatcontroller.celery import app as celery_app
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.skipif(
     not settings.REDIS_URL, reason="needs Redis (make test sets REDIS_URL)"
@@ -38,14 +38,12 @@ def api(user):
     return client
 
 
-def wait_for(predicate, timeout=60.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+# The worker runs whole git merges and builds: give it a minute, not the default seconds.
+WORKER_TIMEOUT = 60.0
+
+
+def wait_for(predicate, timeout=WORKER_TIMEOUT, what="condition"):
+    return wait_until(predicate, timeout, what, interval=0.05)
 
 
 def state_of(deploy_id):

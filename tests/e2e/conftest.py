@@ -21,7 +21,7 @@ import pytest
 
 from deploys.states import FINAL_STATES, State
 from fatcontroller.demo import DEMO_SLUG
-from tests.embedded_server import BASE_DIR, EmbeddedServer, embedded_server, report_log
+from tests.embedded_server import BASE_DIR, EmbeddedServer, embedded_for_tests
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -58,13 +58,8 @@ def pytest_runtest_makereport(item, call):
 @pytest.fixture(scope="module")
 def embedded(request, tmp_path_factory):
     """`make run` in a temporary FC_VAR_DIR on a free port: yields an EmbeddedServer."""
-    failed_before = request.session.testsfailed
-    with embedded_server(tmp_path_factory.mktemp("e2e-var")) as server:
-        try:
-            yield server
-        finally:
-            if request.session.testsfailed > failed_before:
-                report_log(request, server, "a browser test")
+    with embedded_for_tests(request, tmp_path_factory, "e2e-var", "a browser test") as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
