@@ -5,9 +5,9 @@ import re
 from django.utils.cache import add_never_cache_headers
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from deploys.models import Deploy
+from fatcontroller.apiviews import APIView
 
 from .logs import log_slice
 from .models import Build

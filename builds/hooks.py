@@ -9,10 +9,12 @@ environment variable Application.hook_secret_variable and compared in constant t
 import hmac
 import logging
 import os
+import re
 import secrets
 
 from deploys import pipeline
 from deploys.models import Application
+from fatcontroller.converters import in_id_range
 
 from .models import Build, BuildStatus
 
@@ -21,6 +23,8 @@ log = logging.getLogger(__name__)
 AUTH_HEADER = "X-Fatcontroller-Secret"
 # Compared against when the application is unknown, so the answer takes as long either way.
 _UNMATCHABLE = secrets.token_hex(32)
+# At most 19 digits: int() of a longer string is slow, and too large to be an id anyway.
+_DIGITS = re.compile(r"[0-9]{1,19}")
 
 
 class HookRejected(Exception):
@@ -61,8 +65,13 @@ def accept_build_notification(payload: object, secret: str) -> Build:
 
 
 def _is_number(value: object) -> bool:
+    """A whole number that can name a row: 1 to 2**63 - 1, as a JSON number or ASCII digits.
+
+    Bounded because a larger one reaches SQLite as an OverflowError; ASCII because
+    str.isdigit() says yes to "²", which int() refuses.
+    """
     if isinstance(value, bool):
         return False
     if isinstance(value, int):
-        return value > 0
-    return isinstance(value, str) and value.isdigit() and int(value) > 0
+        return in_id_range(value)
+    return isinstance(value, str) and bool(_DIGITS.fullmatch(value)) and in_id_range(int(value))

@@ -1,11 +1,15 @@
-"""Endpoints called by build backends, not by people: no login, a shared secret instead."""
+"""Endpoints called by build backends, not by people: no login, a shared secret instead.
 
-import json
+Bodies are read by the API's rules (fatcontroller.parsers): bad input is a 400 that changes
+nothing, never a 500.
+"""
 
 from django.contrib.auth.decorators import login_not_required
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
+
+from fatcontroller.parsers import JSONRejected, loads
 
 from .hooks import AUTH_HEADER, HookRejected, accept_build_notification
 
@@ -15,9 +19,12 @@ from .hooks import AUTH_HEADER, HookRejected, accept_build_notification
 @require_POST
 def jenkins_hook(request):
     try:
-        payload = json.loads(request.body or b"null")
-    except (ValueError, UnicodeDecodeError):
-        return JsonResponse({"error": "the body must be JSON"}, status=400)
+        # The API's rules: no NUL, no lone surrogate, no nesting past 64 levels.
+        payload = loads(request.body or b"null")
+    except JSONRejected as exc:
+        return JsonResponse(
+            {"error": f"the body must be JSON Fat Controller accepts: {exc}"}, status=400
+        )
     try:
         build = accept_build_notification(payload, request.headers.get(AUTH_HEADER, ""))
     except HookRejected as exc:

@@ -1,13 +1,15 @@
 """What a person can do to deploys: queue, cancel, abandon, retry a build.
 
 Views and the API call these and hold no logic of their own. Bad input raises
-DeployRequestError (field -> messages) and changes nothing; a button pressed in the wrong
-state raises IllegalTransition.
+DeployRequestError (field -> messages) and changes nothing, text with a NUL or a lone
+surrogate included (fatcontroller.text decides), before any query or git command sees it; a
+button pressed in the wrong state raises IllegalTransition.
 """
 
 from django.db import IntegrityError, transaction
 
 from builds.models import UNFINISHED_BUILD_STATUSES
+from fatcontroller.text import text_problem
 
 from . import pipeline, slot
 from .git import GitError, InvalidBranchName, validate_branch_name
@@ -29,6 +31,20 @@ class DeployRequestError(Exception):
 
 def queue_deploy(*, application: str, branch: str, mode: str, requester, note: str = "") -> Deploy:
     """Queue `branch` of the application with slug `application`; returns the new deploy."""
+    # First, and alone: the checks below query with these strings, and PostgreSQL cannot
+    # take a NUL or a surrogate (the API's parser refuses them already; a page's form too).
+    text_errors = {
+        field: [problem]
+        for field, value in (
+            ("application", application),
+            ("branch", branch),
+            ("mode", mode),
+            ("note", note),
+        )
+        if (problem := text_problem(value))
+    }
+    if text_errors:
+        raise DeployRequestError(text_errors)
     errors: dict[str, list[str]] = {}
     app = Application.objects.filter(slug=application).first()
     if app is None:

@@ -5,9 +5,9 @@ from django.shortcuts import get_object_or_404
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from builds.models import Build
+from fatcontroller.apiviews import APIView
 
 from . import actions, applications, slot
 from .api_errors import Conflict

@@ -2,30 +2,31 @@ from django.urls import path
 
 from builds import api as builds_api
 from clusters import api as clusters_api
+from fatcontroller import converters  # noqa: F401 - registers <id:...>, used below
 
 from . import actions, api
 
 urlpatterns = [
     path("deploys/", api.DeployListView.as_view(), name="api-deploys"),
-    path("deploys/<int:pk>/", api.DeployDetailView.as_view(), name="api-deploy"),
+    path("deploys/<id:pk>/", api.DeployDetailView.as_view(), name="api-deploy"),
     path(
-        "deploys/<int:pk>/cancel/",
+        "deploys/<id:pk>/cancel/",
         api.DeployActionView.as_view(action=actions.cancel),
         name="api-deploy-cancel",
     ),
     path(
-        "deploys/<int:pk>/abandon/",
+        "deploys/<id:pk>/abandon/",
         api.DeployActionView.as_view(action=actions.abandon),
         name="api-deploy-abandon",
     ),
     path(
-        "deploys/<int:pk>/retry-build/",
+        "deploys/<id:pk>/retry-build/",
         api.DeployActionView.as_view(action=actions.retry_build),
         name="api-deploy-retry-build",
     ),
-    path("deploys/<int:pk>/rollback/", api.RollbackView.as_view(), name="api-deploy-rollback"),
+    path("deploys/<id:pk>/rollback/", api.RollbackView.as_view(), name="api-deploy-rollback"),
     path(
-        "deploys/<int:pk>/builds/<int:attempt>/log",
+        "deploys/<id:pk>/builds/<id:attempt>/log",
         builds_api.BuildLogView.as_view(),
         name="api-build-log",
     ),

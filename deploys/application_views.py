@@ -8,6 +8,8 @@ from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from fatcontroller.text import displayable
+
 from . import applications, slot
 from .actions import DeployRequestError
 from .models import Application
@@ -46,8 +48,10 @@ def lock(request, slug: str):
     try:
         application = applications.lock_application(application, actor=request.user, reason=reason)
     except DeployRequestError as exc:
-        # Shown next to the field, with what was typed, on the page itself.
-        return _render_page(request, slug, reason=reason, errors=exc.errors, status=400)
+        # Shown next to the field, with what was typed (less what no page can show).
+        return _render_page(
+            request, slug, reason=displayable(reason), errors=exc.errors, status=400
+        )
     except applications.AlreadyLocked as exc:
         messages.info(request, f"Nothing to do: {exc}")
         return redirect("application", slug=slug)

@@ -7,7 +7,8 @@ take the merge slot one at a time, first queued first, so the newest deploy is t
 the highest id. A rollout still pending when its deploy ended never touched its service.
 
 Locking and unlocking go through here so the views and the API share one set of rules.
-Bad input raises DeployRequestError (field -> messages) and changes nothing.
+Bad input raises DeployRequestError (field -> messages) and changes nothing; a reason with a
+NUL or a lone surrogate is bad input (fatcontroller.text decides).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from django.db.models import Count, OuterRef, Prefetch, Subquery
 from django.shortcuts import get_object_or_404
 
 from clusters.models import Placement, PlacementKind, Service
+from fatcontroller.text import text_problem
 
 from . import slot
 from .actions import DeployRequestError
@@ -59,11 +61,14 @@ class AlreadyLocked(Exception):
 
 
 def clean_reason(reason) -> str:
-    """The reason for a lock, stripped; DeployRequestError when it is missing or too long."""
+    """The reason for a lock, stripped; DeployRequestError when it is missing, too long or
+    not text a database can hold."""
     if reason is None or (isinstance(reason, str) and not reason.strip()):
         raise DeployRequestError({"reason": ["A reason is required: say why deploys should wait."]})
     if not isinstance(reason, str):
         raise DeployRequestError({"reason": ["The reason must be text."]})
+    if problem := text_problem(reason):  # SQLite would store a NUL; PostgreSQL would fail
+        raise DeployRequestError({"reason": [problem]})
     reason = reason.strip()
     if len(reason) > MAX_REASON_LENGTH:
         raise DeployRequestError(

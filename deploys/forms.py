@@ -1,9 +1,14 @@
+"""The queue form of the dashboard. Like every form here it refuses NUL and lone surrogates
+in any field (fatcontroller.text.TextCheckedForm), before deploys.actions sees the values."""
+
 from django import forms
+
+from fatcontroller.text import TextCheckedForm
 
 from .states import Mode
 
 
-class QueueDeployForm(forms.Form):
+class QueueDeployForm(TextCheckedForm):
     application = forms.SlugField(widget=forms.HiddenInput)
     branch = forms.CharField(max_length=200)
     # A rollback is queued from the release it restores, not from here.

@@ -1,7 +1,8 @@
 """The History page: every deploy, filterable by a plain GET form, newest first, paged.
 
 The view reads the filters, hands the valid ones to deploys.history and renders. A filter
-value that does not clean is shown with its error and left out; the page still renders.
+value that does not clean is shown with its error and left out; the page still renders. A
+value with a NUL or a lone surrogate is bad input: the same, with status 400.
 Queries per request, whatever the table holds: the session and user (login), applications
 and people (the selects, which also clean the submitted slug and username without a query
 of their own), the page, and for an older page the ids above it (see deploys.history).
@@ -13,6 +14,8 @@ from django import forms
 from django.contrib.auth import get_user_model
 from django.shortcuts import render
 from django.urls import reverse
+
+from fatcontroller.text import TextCheckedForm
 
 from .history import STATE_GROUPS, HistoryFilters, history_page
 from .models import Application
@@ -38,7 +41,7 @@ class DayInput(forms.DateInput):
         super().__init__(format="%Y-%m-%d")
 
 
-class HistoryFilterForm(forms.Form):
+class HistoryFilterForm(TextCheckedForm):
     application = forms.ChoiceField(
         required=False, error_messages={"invalid_choice": "There is no application “%(value)s”."}
     )
@@ -131,4 +134,5 @@ def history(request):
             "newer_url": page.newer_before and page_url(filters, page.newer_before),
             "older_url": page.older_before and page_url(filters, page.older_before),
         },
+        status=400 if form.bad_text else 200,
     )

@@ -1,5 +1,7 @@
 from django.urls import path
 
+from fatcontroller import converters  # noqa: F401 - registers <id:...>, used below
+
 from . import application_views, history_views, views
 
 urlpatterns = [
@@ -7,12 +9,12 @@ urlpatterns = [
     path("live/dashboard/", views.dashboard_live, name="dashboard-live"),
     path("applications/<slug:slug>/branches/", views.branches, name="application-branches"),
     path("deploys/queue/", views.queue_deploy, name="queue-deploy"),
-    path("deploys/<int:pk>/", views.deploy_page, name="deploy"),
-    path("deploys/<int:pk>/live/", views.deploy_live, name="deploy-live"),
-    path("deploys/<int:pk>/cancel/", views.cancel, name="deploy-cancel"),
-    path("deploys/<int:pk>/abandon/", views.abandon, name="deploy-abandon"),
-    path("deploys/<int:pk>/retry-build/", views.retry_build, name="deploy-retry-build"),
-    path("deploys/<int:pk>/rollback/", views.roll_back_to, name="deploy-rollback"),
+    path("deploys/<id:pk>/", views.deploy_page, name="deploy"),
+    path("deploys/<id:pk>/live/", views.deploy_live, name="deploy-live"),
+    path("deploys/<id:pk>/cancel/", views.cancel, name="deploy-cancel"),
+    path("deploys/<id:pk>/abandon/", views.abandon, name="deploy-abandon"),
+    path("deploys/<id:pk>/retry-build/", views.retry_build, name="deploy-retry-build"),
+    path("deploys/<id:pk>/rollback/", views.roll_back_to, name="deploy-rollback"),
     path("applications/", application_views.application_list, name="applications"),
     path("applications/<slug:slug>/", application_views.application_page, name="application"),
     path("applications/<slug:slug>/lock/", application_views.lock, name="application-lock"),

@@ -135,12 +135,18 @@ CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "fatcontroller.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "EXCEPTION_HANDLER": "deploys.api_errors.exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # Bad input is a 400: no NUL, no lone surrogate, no JSON nested past 64 levels.
+    "DEFAULT_PARSER_CLASSES": [
+        "fatcontroller.parsers.StrictJSONParser",
+        "fatcontroller.parsers.StrictFormParser",
+        "fatcontroller.parsers.StrictMultiPartParser",
+    ],
 }
 
 # Celery. Without REDIS_URL the broker is a folder: a real separate worker process,
