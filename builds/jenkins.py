@@ -68,6 +68,8 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import jenkins
 import requests
 
+from monitoring.metrics import counts_errors
+
 from .backends import BackendRefused, BackendUnavailable, BuildReport, BuildSpec, LogChunk
 from .models import Build
 
@@ -373,6 +375,7 @@ class JenkinsBackend:
     def _job(build: Build) -> str:
         return build.deploy.application.jenkins_job_name
 
+    @counts_errors("fc_jenkins_errors_total", (BackendRefused, BackendUnavailable))
     @contextlib.contextmanager
     def _calling(
         self, action: str, *, missing: str | None, job: str | None = None

@@ -24,6 +24,8 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, ReadTimeoutError
 from django.conf import settings
 
+from monitoring.metrics import counts_errors
+
 # Keys of a described task definition that register_task_definition takes back.
 REGISTERABLE_KEYS = (
     "family",
@@ -150,6 +152,7 @@ def _config() -> Config:
     )
 
 
+@counts_errors("fc_aws_errors_total", EcsError)
 @contextlib.contextmanager
 def _aws(action: str) -> Iterator[None]:
     try:

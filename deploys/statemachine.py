@@ -11,6 +11,8 @@ import logging
 from django.db import transaction
 from django.utils import timezone
 
+from monitoring import metrics
+
 from .models import Deploy, DeployEvent
 from .states import FINAL_STATES, State, is_allowed
 
@@ -67,6 +69,7 @@ def transition(
             deploy=deploy, actor=actor, from_state=from_state, to_state=to_state, message=message
         )
         log.info("deploy #%s: %s -> %s %s", deploy.pk, from_state, to_state, message)
+        metrics.record_state_left(deploy.pk, from_state, left_at=now)  # written after commit
         transaction.on_commit(lambda: _after_transition(deploy.pk, deploy.application_id, to_state))
     return deploy, True
 

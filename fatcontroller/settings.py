@@ -56,9 +56,12 @@ INSTALLED_APPS = [
     "deploys",
     "builds",
     "clusters",
+    "monitoring",
 ]
 
 MIDDLEWARE = [
+    # First and last: django-prometheus times the whole request (HTTP metrics on /metrics).
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "fatcontroller.middleware.ServerTimingMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -71,6 +74,9 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # The deploy id of /deploys/<pk>/ and /api/deploys/<pk>/ requests, for their log lines.
+    "monitoring.middleware.DeployContextMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "fatcontroller.urls"
@@ -222,11 +228,35 @@ JENKINS_USER = env.str("JENKINS_USER", default="")
 JENKINS_TOKEN = env.str("JENKINS_TOKEN", default="")
 JENKINS_TIMEOUT = env.float("JENKINS_TIMEOUT", default=10.0)
 
+# Monitoring (monitoring/): /healthz, /metrics, JSON logs. /metrics answers only this
+# bearer token, and does not exist without one.
+FC_METRICS_TOKEN = env.str("FC_METRICS_TOKEN", default="")
+# /healthz fails when no worker (beat) has done anything for this many seconds. Beat sends the
+# build poll every FC_BUILD_POLL_SECONDS, so a worker always has something to do.
+FC_HEALTH_WORKER_SILENT = env.float("FC_HEALTH_WORKER_SILENT", default=120.0)
+FC_HEALTH_BEAT_SILENT = env.float("FC_HEALTH_BEAT_SILENT", default=3.0 * env.int("FC_RESUME_INTERVAL", default=30))
+FC_HEALTH_BROKER_TIMEOUT = env.float("FC_HEALTH_BROKER_TIMEOUT", default=2.0)
+# A worker or beat writes its heartbeat row at most this often.
+FC_HEARTBEAT_SECONDS = env.float("FC_HEARTBEAT_SECONDS", default=5.0)
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be plain or json, not {LOG_FORMAT!r}")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "monitoring.logs.json_formatter"},
+    },
+    "filters": {"deploy_id": {"()": "monitoring.logs.DeployIdFilter"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["deploy_id"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},

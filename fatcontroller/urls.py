@@ -8,5 +8,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("deploys.api_urls")),
     path("hooks/", include("builds.urls")),
+    path("", include("monitoring.urls")),  # /healthz, /metrics
     path("", include("deploys.urls")),
 ]

@@ -1,0 +1,1 @@
+"""Seeing Fat Controller from outside: /healthz, /metrics and JSON logs."""
