@@ -102,7 +102,8 @@ def manage(env: dict[str, str], *args: str) -> str:
 
 
 def stop(process: subprocess.Popen) -> None:
-    """SIGTERM to the process group (runembedded, moto, web, worker, beat, builds), then KILL."""
+    """SIGTERM to runembedded, which stops its children (moto, web, worker, beat), then
+    SIGKILL to its process group for anything left over."""
     try:
         os.killpg(process.pid, signal.SIGTERM)
     except ProcessLookupError:
@@ -137,13 +138,16 @@ def wait_until_up(server: EmbeddedServer, process: subprocess.Popen) -> None:
 
 
 @contextmanager
-def embedded_server(var_dir: Path) -> Iterator[EmbeddedServer]:
+def embedded_server(
+    var_dir: Path, extra_env: dict[str, str] | None = None
+) -> Iterator[EmbeddedServer]:
     """`make run` in `var_dir` (its FC_VAR_DIR) on a free port; stopped on the way out.
 
     Yields an EmbeddedServer: the base URL, the demo's first login and the var dir.
+    `extra_env` is set for every process (say a shorter FC_STALL_AFTER for a test).
     """
     var_dir = Path(var_dir)
-    env = embedded_environment(var_dir)
+    env = {**embedded_environment(var_dir), **(extra_env or {})}
     manage(env, "migrate", "--no-input")
     manage(env, "collectstatic", "--no-input", "--verbosity", "0")
     demo_output = manage(env, "demo")
@@ -183,12 +187,68 @@ def report_log(request, server: EmbeddedServer, what: str) -> None:
 
 
 @contextmanager
-def embedded_for_tests(request, tmp_path_factory, folder: str, who: str):
+def embedded_for_tests(request, tmp_path_factory, folder: str, who: str, extra_env=None):
     """The embedded server for a module's tests; its log is shown if one of them failed."""
     failed_before = request.session.testsfailed
-    with embedded_server(tmp_path_factory.mktemp(folder)) as server:
+    with embedded_server(tmp_path_factory.mktemp(folder), extra_env) as server:
         try:
             yield server
         finally:
             if request.session.testsfailed > failed_before:
                 report_log(request, server, who)
+
+
+# ------------------------------------------------------------- its processes
+
+
+def processes() -> dict[int, tuple[int, str]]:
+    """Every live process: pid -> (parent pid, command line). Zombies are left out."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        state, ppid = stat.rpartition(")")[2].split()[:2]
+        if state not in ("Z", "X"):
+            found[int(entry.name)] = (int(ppid), cmdline)
+    return found
+
+
+def runembedded_pid(server: EmbeddedServer) -> int:
+    addrport = server.url.removeprefix("http://")
+    found = [
+        pid
+        for pid, (_, cmdline) in processes().items()
+        if "manage.py runembedded" in cmdline and cmdline.rstrip().endswith(addrport)
+    ]
+    assert len(found) == 1, server.explain(f"runembedded processes for {addrport}: {found}")
+    return found[0]
+
+
+def children_of(pid: int, table=None) -> dict[int, str]:
+    table = processes() if table is None else table
+    return {child: cmd for child, (ppid, cmd) in table.items() if ppid == pid}
+
+
+def descendants(pid: int) -> dict[int, str]:
+    table = processes()
+    found, todo = {}, [pid]
+    while todo:
+        for child, cmd in children_of(todo.pop(), table).items():
+            found[child] = cmd
+            todo.append(child)
+    return found
+
+
+def child_named(server: EmbeddedServer, marker: str) -> int:
+    found = [pid for pid, cmd in children_of(runembedded_pid(server)).items() if marker in cmd]
+    assert len(found) == 1, server.explain(f"children running {marker!r}: {found}")
+    return found[0]
+
+
+def said(server: EmbeddedServer, line: str) -> bool:
+    return line in server.log_tail(lines=100_000)

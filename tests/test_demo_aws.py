@@ -203,5 +203,16 @@ def test_runembedded_stops_waiting_when_the_simulated_aws_dies():
         def poll(self):
             return 1
 
+    class Supervising:
+        """The supervisor as _wait_for_moto sees it: moto started, and died."""
+
+        stop_requested = False
+
+        def process(self, name):
+            assert name == "moto"
+            return Dead()
+
     with pytest.raises(CommandError, match="stopped with exit code 1"):
-        runembedded.Command()._wait_for_moto(Dead(), "http://127.0.0.1:1", None, lambda *a: False)
+        runembedded.Command()._wait_for_moto(
+            Supervising(), "http://127.0.0.1:1", None, lambda *a: False
+        )

@@ -1,0 +1,1 @@
+"""What needs no Django: plain Python that any part of Fat Controller (or a test) can import."""
