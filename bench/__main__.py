@@ -33,9 +33,10 @@ def main() -> None:
 
     call_command("migrate", verbosity=0)
 
-    from bench import build_notification, pages, rollback_start, slot_handoff
+    from bench import broker_latency, build_notification, pages, rollback_start, slot_handoff
 
-    figures = slot_handoff.run(var_dir)
+    figures = broker_latency.run(var_dir)
+    figures.update(slot_handoff.run(var_dir))
     figures.update(build_notification.run(var_dir))
     figures.update(rollback_start.run(var_dir))
     figures.update(pages.run(var_dir))
