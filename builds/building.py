@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -60,6 +61,29 @@ def claim_pending_build(deploy: Deploy) -> Build | None:
         return None
     build.refresh_from_db()
     return build
+
+
+def reclaim_abandoned_attempt(deploy: Deploy, *, holder_gone: bool) -> None:
+    """Give back a local build whose worker died running it, so this step starts it again.
+
+    Called with the building step's lease in hand: nobody else can be running a local build
+    of this deploy now, except a holder whose lease merely ran out, which the heartbeat tells.
+    A build handed to a backend (queue_id) is followed there, never started again.
+    """
+    running = deploy.builds.filter(status=BuildStatus.RUNNING, queue_id__isnull=True)
+    if not holder_gone:
+        running = running.filter(heartbeat_at__lt=timezone.now() - settings.FC_STALL_AFTER)
+    for build in running:
+        given_back = Build.objects.filter(pk=build.pk, status=BuildStatus.RUNNING).update(
+            status=BuildStatus.PENDING, started_at=None
+        )
+        if given_back:
+            build.append_log(
+                "\n[fatcontroller] the worker running this build died: starting it again\n"
+            )
+            record_event(
+                deploy, f"build {build.attempt}: its worker died mid-build; starting it again"
+            )
 
 
 def spec_for(deploy: Deploy, build: Build) -> BuildSpec:
@@ -130,7 +154,6 @@ def sync_build(deploy: Deploy) -> None:
     known_number = build.build_number
     try:
         report = backend.status(build)
-        copy_log(backend, build, reads=FINAL_LOG_READS if report.finished else 1)
     except BackendError as exc:
         note_trouble(deploy, build, str(exc))
         # A backend that stays away past the build's own time limit leaves nothing to wait for.
@@ -143,6 +166,8 @@ def sync_build(deploy: Deploy) -> None:
             _stop(deploy, build, backend, summary, errored=True)
         return
     clear_trouble(deploy, build)
+    # The log is only for show: a log that cannot be read never holds back a known outcome.
+    copy_log_or_say_why(deploy, backend, build, finished=report.finished)
     Build.objects.filter(pk=build.pk).update(heartbeat_at=timezone.now())
     if build.build_number and not known_number:
         record_event(
@@ -154,6 +179,19 @@ def sync_build(deploy: Deploy) -> None:
     elif _over_time(deploy, build):
         timeout = deploy.application.build_timeout_seconds
         _stop(deploy, build, backend, f"ran over its {timeout} s limit: aborted")
+
+
+def copy_log_or_say_why(deploy: Deploy, backend, build: Build, *, finished: bool) -> None:
+    """Copy the new part of the log; if the backend will not give it, say so on the timeline
+    (once per attempt) and go on: the build's result does not depend on it."""
+    try:
+        copy_log(backend, build, reads=FINAL_LOG_READS if finished else 1)
+    except BackendError as exc:
+        message = f"build {build.attempt}: its log could not be read from {backend.name}: {exc}"
+        if not deploy.events.filter(message=message).exists():
+            build.append_log(f"\n[fatcontroller] {message}\n")
+            record_event(deploy, message)
+            log.warning("deploy #%s: %s", deploy.pk, message)
 
 
 def copy_log(backend, build: Build, *, reads: int = 1) -> None:

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from lib.processes import die_with_parent
+
 # The build command comes from the repository under test: it gets a plain environment, never
 # the worker's own (which holds the database URL, the secret key and cloud credentials). Where
 # AWS is (an endpoint and a region, no credentials) passes, so a build can push its image.
@@ -74,6 +76,9 @@ def run_command(
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group, so a kill reaches its children
+            # Dies with the worker process running it (the OOM killer's SIGKILL included):
+            # a build nobody watches must not go on in the checkout the next attempt uses.
+            preexec_fn=die_with_parent(os.getpid(), signal.SIGKILL),
         )
     except OSError as exc:
         on_output(f"could not start {argv[0]}: {exc.strerror}\n")

@@ -112,7 +112,14 @@ class Deploy(models.Model):
         null=True, blank=True, help_text="The end of the soak after the last rollout phase."
     )
     step_lease_until = models.DateTimeField(
-        null=True, blank=True, help_text="A rollout tick is at work until then."
+        null=True, blank=True, help_text="A worker is at work on the state's step until then."
+    )
+    step_lease_holder = models.CharField(
+        max_length=300,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="Which process holds the step lease: host:pid:start time (deploys/leases.py).",
     )
     rollback_of = models.ForeignKey(
         "self",

@@ -195,7 +195,8 @@ def retry_automatically(deploy: Deploy, build: Build, summary: str) -> None:
             f"({build.attempt} of {deploy.application.build_auto_retries}).",
         )
         add_build_attempt(locked)
-        Deploy.objects.filter(pk=deploy.pk).update(updated_at=timezone.now())
+        # The new attempt's step takes the lease itself: the ending one must not keep it out.
+        Deploy.objects.filter(pk=deploy.pk).update(updated_at=timezone.now(), step_lease_until=None)
         transaction.on_commit(lambda: schedule_step(deploy.pk, State.BUILDING))
 
 

@@ -30,14 +30,13 @@ from datetime import timedelta
 import requests
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from builds.models import BuildStatus
 from clusters.ecs import EcsError, EcsTarget, EcsUnavailable, image_exists, revision_name
 from clusters.models import Placement, PlacementKind
 
-from . import pipeline, slot
+from . import leases, pipeline, slot
 from .models import Deploy, RolloutStatus, ServiceRollout
 from .statemachine import IllegalTransition, record_event, transition
 from .states import Mode, State
@@ -94,19 +93,18 @@ def tick(deploy: Deploy, step) -> None:
     try:
         step(deploy)
     finally:
-        Deploy.objects.filter(pk=deploy.pk).update(step_lease_until=None)
+        # If the tick moved the deploy, the transition freed the lease and the next state's
+        # tick may hold one already.
+        leases.release(deploy.pk, deploy.state)
     current = Deploy.objects.filter(pk=deploy.pk).values_list("state", flat=True).first()
     if current == deploy.state:
         pipeline.send_task_later(pipeline.STEP_TASKS[deploy.state], deploy.pk)
 
 
 def _take_lease(deploy: Deploy) -> bool:
-    now = timezone.now()
-    return bool(
-        Deploy.objects.filter(pk=deploy.pk, state=deploy.state)
-        .filter(Q(step_lease_until__isnull=True) | Q(step_lease_until__lt=now))
-        # updated_at is the heartbeat the safety net reads: a tick that runs is alive.
-        .update(step_lease_until=now + settings.FC_ROLLOUT_LEASE, updated_at=now)
+    # updated_at is the heartbeat the safety net reads: a tick that runs is alive.
+    return leases.take(
+        deploy.pk, deploy.state, settings.FC_ROLLOUT_LEASE, updated_at=timezone.now()
     )
 
 

@@ -58,6 +58,9 @@ def transition(
         from_state = deploy.state
         now = timezone.now()
         deploy.state = to_state
+        # A step lease belongs to the step of the state left; the next step takes its own.
+        deploy.step_lease_until = None
+        deploy.step_lease_holder = ""
         if from_state == State.QUEUED and to_state != State.CANCELLED:
             deploy.started_at = now
         if to_state in FINAL_STATES:

@@ -1,10 +1,19 @@
 from celery import shared_task
+from django.conf import settings
 
 from . import notify, pipeline, resume, rollout
 from .states import State
 from .steps import run_step
 
-STEP_OPTIONS = {"bind": True, "acks_late": True, "max_retries": 5, "soft_time_limit": 900}
+# Steps are idempotent, so a step whose pool process died is put back for another to run.
+STEP_OPTIONS = {
+    "bind": True,
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "max_retries": 5,
+    "soft_time_limit": settings.FC_STEP_TIME_LIMIT - 60,
+    "time_limit": settings.FC_STEP_TIME_LIMIT,
+}
 
 
 @shared_task(**STEP_OPTIONS)
@@ -19,7 +28,14 @@ def merge_to_default(self, deploy_id: int) -> None:
 
 # The watching steps: short ticks, each asking for the next (rollout.tick); no retries, since
 # the next tick or the safety net runs them again anyway.
-TICK_OPTIONS = {"bind": True, "acks_late": True, "max_retries": 0, "soft_time_limit": 120}
+TICK_OPTIONS = {
+    "bind": True,
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "max_retries": 0,
+    "soft_time_limit": 120,
+    "time_limit": 150,
+}
 
 
 @shared_task(**TICK_OPTIONS)
@@ -37,7 +53,7 @@ def rollback_tick(self, deploy_id: int) -> None:
     run_step(self, deploy_id, State.ROLLING_BACK, lambda d: rollout.tick(d, rollout.rollback_step))
 
 
-@shared_task(acks_late=True)
+@shared_task(acks_late=True, reject_on_worker_lost=True, soft_time_limit=120, time_limit=150)
 def resume_deploys() -> None:
     resume.resume_deploys()
 

@@ -13,6 +13,8 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 
+from lib import folder_transport
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -155,30 +157,32 @@ REST_FRAMEWORK = {
     ],
 }
 
-# Celery. Without REDIS_URL the broker is a folder: a real separate worker process,
-# no server to install. Messages are picked up about 0.1 s after they are sent.
+# Celery. Without REDIS_URL the broker is a folder (lib/folder_transport.py): a real separate
+# worker process, no server to install; messages are written atomically, held until acked and
+# picked up about 0.1 s after they are sent.
 REDIS_URL = env.str("REDIS_URL", default="")
+# The longest a step task may run (its hard time limit); a local build is bounded by the
+# application's build timeout instead, and a redelivered build finds its attempt taken.
+FC_STEP_TIME_LIMIT = env.int("FC_STEP_TIME_LIMIT", default=900)
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+    # A message a dead worker took comes back after this: as long as the longest step, not an
+    # hour (the safety net resends a lost step sooner anyway). Countdowns stay far below it.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": FC_STEP_TIME_LIMIT + 60}
 else:
-    _broker_dir = VAR_DIR / "broker"
-    (_broker_dir / "queue").mkdir(parents=True, exist_ok=True)
-    (_broker_dir / "processed").mkdir(parents=True, exist_ok=True)
-    (_broker_dir / "control").mkdir(parents=True, exist_ok=True)
-    CELERY_BROKER_URL = "filesystem://"
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "data_folder_in": str(_broker_dir / "queue"),
-        "data_folder_out": str(_broker_dir / "queue"),
-        "processed_folder": str(_broker_dir / "processed"),
-        "control_folder": str(_broker_dir / "control"),
-        "store_processed": False,
-        "polling_interval": 0.1,
-    }
+    folder_transport.register()
+    BROKER_DIR = VAR_DIR / "broker"
+    CELERY_BROKER_URL = "folder://"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"folder": str(BROKER_DIR), "polling_interval": 0.1}
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
-CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# A task whose pool process died (the OOM killer) is put back only where running it twice is
+# safe: the steps say so themselves (deploys/tasks.py); a chat message is not sent twice.
+CELERY_TASK_REJECT_ON_WORKER_LOST = False
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# A pool process that grew past this (KiB) is replaced after its task, before the kernel's OOM
+# killer picks one mid-task.
+CELERY_WORKER_MAX_MEMORY_PER_CHILD = env.int("FC_WORKER_MAX_MEMORY_KB", default=512_000)
 CELERY_TASK_DEFAULT_QUEUE = "deploys"
 # A worker started without -Q serves all three.
 CELERY_TASK_QUEUES = [Queue(name) for name in ("deploys", "builds", "clusters")]
@@ -189,11 +193,13 @@ CELERY_TASK_ROUTES = {
 }
 # The safety net for a missed Jenkins notification, and what keeps a Jenkins log live.
 FC_BUILD_POLL_SECONDS = env.float("FC_BUILD_POLL_SECONDS", default=5.0)
+# How often the safety net runs: a lost step is sent again within its stall window plus this.
+FC_RESUME_INTERVAL = env.int("FC_RESUME_INTERVAL", default=15)
 CELERY_BEAT_SCHEDULE = {
     # The safety net: a slot handoff or a step lost to a dead process is picked up here.
     "resume-deploys": {
         "task": "deploys.tasks.resume_deploys",
-        "schedule": timedelta(seconds=env.int("FC_RESUME_INTERVAL", default=30)),
+        "schedule": timedelta(seconds=FC_RESUME_INTERVAL),
     },
     "poll-builds": {
         "task": "builds.tasks.poll_builds",
@@ -205,8 +211,10 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # Fat Controller itself.
 FC_WORK_DIR = Path(env.str("FC_WORK_DIR", default=str(VAR_DIR / "work")))
 FC_GIT_TIMEOUT = env.float("FC_GIT_TIMEOUT", default=120.0)
-# A step that has not moved for this long is handed to a worker again (steps are idempotent).
-FC_STALL_AFTER = timedelta(seconds=env.int("FC_STALL_AFTER", default=600))
+# A step nobody is working on for this long (no worker holds its lease, no build beats) is
+# handed to a worker again: a lost message costs this, not more (steps are idempotent). A
+# running step renews its lease every quarter of this.
+FC_STALL_AFTER = timedelta(seconds=env.int("FC_STALL_AFTER", default=30))
 FC_BUILD_LOG_FLUSH_SECONDS = env.float("FC_BUILD_LOG_FLUSH_SECONDS", default=0.5)
 # A build log keeps its last this many characters; what was cut is counted and said.
 FC_BUILD_LOG_MAX_CHARS = env.int("FC_BUILD_LOG_MAX_CHARS", default=2_000_000)
@@ -214,10 +222,11 @@ FC_BUILD_LOG_MAX_CHARS = env.int("FC_BUILD_LOG_MAX_CHARS", default=2_000_000)
 # ECS rollouts. AWS credentials and region come from boto3's own environment variables
 # (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL for moto).
 FC_ROLLOUT_POLL_SECONDS = env.float("FC_ROLLOUT_POLL_SECONDS", default=1.0)
-# A rollout, soak or rollback whose watcher has not looked for this long is picked up again.
-FC_ROLLOUT_STALL_AFTER = timedelta(seconds=env.int("FC_ROLLOUT_STALL_AFTER", default=60))
-# How long one tick may hold a deploy; a tick whose worker died frees it after this. Longer
-# than a tick's slowest AWS calls, shorter than the stall window.
+# A rollout, soak or rollback whose next tick has not started for this long (it ticks every
+# FC_ROLLOUT_POLL_SECONDS) lost its message: the tick is sent again.
+FC_ROLLOUT_STALL_AFTER = timedelta(seconds=env.int("FC_ROLLOUT_STALL_AFTER", default=30))
+# How long one tick holds a deploy, renewed while it runs; a tick whose worker died frees it
+# after this (at once, when its process is known dead on the same machine).
 FC_ROLLOUT_LEASE = timedelta(seconds=env.int("FC_ROLLOUT_LEASE", default=30))
 FC_AWS_TIMEOUT = env.float("FC_AWS_TIMEOUT", default=10.0)
 FC_AWS_MAX_ATTEMPTS = env.int("FC_AWS_MAX_ATTEMPTS", default=8)
@@ -234,7 +243,7 @@ FC_METRICS_TOKEN = env.str("FC_METRICS_TOKEN", default="")
 # /healthz fails when no worker (beat) has done anything for this many seconds. Beat sends the
 # build poll every FC_BUILD_POLL_SECONDS, so a worker always has something to do.
 FC_HEALTH_WORKER_SILENT = env.float("FC_HEALTH_WORKER_SILENT", default=120.0)
-FC_HEALTH_BEAT_SILENT = env.float("FC_HEALTH_BEAT_SILENT", default=3.0 * env.int("FC_RESUME_INTERVAL", default=30))
+FC_HEALTH_BEAT_SILENT = env.float("FC_HEALTH_BEAT_SILENT", default=3.0 * FC_RESUME_INTERVAL)
 FC_HEALTH_BROKER_TIMEOUT = env.float("FC_HEALTH_BROKER_TIMEOUT", default=2.0)
 # A worker or beat writes its heartbeat row at most this often.
 FC_HEARTBEAT_SECONDS = env.float("FC_HEARTBEAT_SECONDS", default=5.0)

@@ -629,3 +629,28 @@ def test_resume_does_not_start_a_handed_over_build_twice(
     assert Build.objects.get(deploy=deploy).status == BuildStatus.RUNNING
     assert ("builds.tasks.run_build", deploy.pk) not in sent_tasks.sent
     assert len(jenkins_server.builds(JOB)) == 1
+
+
+def test_a_finished_build_whose_log_jenkins_will_not_give_is_concluded_by_its_result(
+    on_jenkins, jenkins_server, user, client, drive, sent_tasks, django_capture_on_commit_callbacks
+):
+    """A build discarder removed the log, or the token may not read it: the result still
+    stands, and the timeline says the log is missing and why (once, not on every poll)."""
+    deploy = queue(
+        on_jenkins, user, drive, django_capture_on_commit_callbacks, "feature/clean-merge"
+    )
+    wait_until(lambda: jenkins_result(jenkins_server, 1), what="the Jenkins build")
+    jenkins_server.set_status_override(404, f"/job/{JOB}/1/logText")
+
+    for _ in range(2):  # the notification, then the poller: the note is made once
+        sent_tasks.sent.append(("builds.tasks.sync_build", deploy.pk))
+        drive()
+
+    deploy.refresh_from_db()
+    build = deploy.builds.get()
+    assert deploy.state == State.MERGED
+    assert build.status == BuildStatus.SUCCEEDED
+    missing = [e.message for e in deploy.events.all() if "log could not be read" in e.message]
+    assert len(missing) == 1, missing
+    assert "build 1: its log could not be read from jenkins" in missing[0]
+    assert "log could not be read" in build.log
