@@ -1,5 +1,5 @@
 # The two commands a new user needs: `make run` (the embedded default) and `make test`.
-.PHONY: run test bench lint format install
+.PHONY: run test soak bench lint format install
 
 # Use uv from PATH, or install it once into var/tools with the machine's own python3 and pip.
 UV := $(shell command -v uv 2>/dev/null || echo var/tools/bin/uv)
@@ -32,6 +32,23 @@ test: install
 	SECRET_KEY=tests-only-not-a-secret \
 	FC_VAR_DIR=$(CURDIR)/var/test \
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The long proofs (docs/reliability.md): load and faults against real workers on Redis and
+# PostgreSQL (tests/soak), the embedded default's 60-deploy burst five times over, and the
+# slot's Hypothesis state machine with more examples. FC_SOAK_SHORT=1: the short version CI runs.
+SOAK_ENV = DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} \
+	REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
+	SECRET_KEY=tests-only-not-a-secret \
+	FC_VAR_DIR=$(CURDIR)/var/soak \
+	FC_SOAK=1
+
+soak: install
+	$(SOAK_ENV) $(PY) -m pytest tests/soak -m soak $(PYTEST_ARGS)
+	if [ -z "$$FC_SOAK_SHORT" ]; then \
+		$(SOAK_ENV) SLOT_EXAMPLES=150 $(PY) -m pytest $(PYTEST_ARGS) \
+			tests/deploys/test_slot_stateful.py \
+			"tests/test_embedded_reliability.py::test_sixty_deploys_queued_at_once_while_polled_all_merge"; \
+	fi
 
 bench: install
 	env -u DATABASE_URL -u REDIS_URL FC_EMBEDDED=1 FC_VAR_DIR=$(CURDIR)/var/bench $(PY) -m bench
