@@ -123,3 +123,25 @@ def application(db, demo_remote) -> Application:
         build_command=FAST_BUILD,
         build_timeout_seconds=60,
     )
+
+
+# The safety net, quicker than its defaults, for the shared embedded server's processes: a
+# step lost to a killed pool process comes back in seconds, not half a minute.
+QUICK_SAFETY_NET = {"FC_STALL_AFTER": "5", "FC_RESUME_INTERVAL": "2", "FC_ROLLOUT_STALL_AFTER": "5"}
+
+
+@pytest.fixture(scope="session")
+def embedded_default(request, tmp_path_factory):
+    """`make run` in a temporary FC_VAR_DIR on a free port, started once for the modules that
+    only drive it (test_embedded_default, test_embedded_reliability): yields an EmbeddedServer.
+    Its log is shown if a test failed while it ran."""
+    from tests.embedded_server import embedded_for_tests
+
+    with embedded_for_tests(
+        request,
+        tmp_path_factory,
+        "embedded-var",
+        "a test of the embedded default",
+        extra_env=QUICK_SAFETY_NET,
+    ) as server:
+        yield server

@@ -28,7 +28,7 @@ import requests
 from builds.models import BuildStatus
 from deploys.states import FINAL_STATES, State
 from fatcontroller.demo import BEHAVIOUR_ANNOTATION, DEMO_SLUG, OOM_BRANCH
-from tests.embedded_server import EmbeddedServer, embedded_for_tests
+from tests.embedded_server import EmbeddedServer
 
 FLAKY_BRANCH = "feature/flaky-test"
 FLAKY_FAILURE = "FAIL test_checkout: timed out waiting for the payment stub (flaky)"
@@ -48,13 +48,10 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(scope="module")
-def embedded(request, tmp_path_factory):
-    """`make run` in a temporary FC_VAR_DIR on a free port: yields an EmbeddedServer."""
-    with embedded_for_tests(
-        request, tmp_path_factory, "embedded-var", "a test of the embedded default"
-    ) as server:
-        yield server
+@pytest.fixture
+def embedded(embedded_default):
+    """`make run` in a temporary FC_VAR_DIR on a free port (tests/conftest.py)."""
+    return embedded_default
 
 
 class _Forms(HTMLParser):

@@ -1,8 +1,8 @@
 """Nothing stranded on the embedded default: the two reproductions of issue 9, on `make run`.
 
-The same `make run` as tests/test_embedded_default.py (SQLite, the folder broker, a real
-Celery worker with its prefork pool, beat, moto), with a shorter safety net so a lost step
-comes back in seconds (FC_STALL_AFTER=5, FC_RESUME_INTERVAL=2).
+The same `make run` server as tests/test_embedded_default.py (SQLite, the folder broker, a
+real Celery worker with its prefork pool, beat, moto), started once for both, with a shorter
+safety net so a lost step comes back in seconds (tests/conftest.py: QUICK_SAFETY_NET).
 
 * A burst: 60 merge-only deploys queued at once through the API, by several clients, while
   another polls the queues twice a second. On kombu's filesystem transport this crashed the
@@ -31,13 +31,13 @@ import pytest
 import requests
 
 from deploys.states import FINAL_STATES, State
+from tests.conftest import QUICK_SAFETY_NET
 from tests.embedded_server import (
     BASE_DIR,
     EmbeddedServer,
     child_named,
     children_of,
     embedded_environment,
-    embedded_for_tests,
     manage,
     said,
 )
@@ -50,8 +50,6 @@ pytestmark = [
     pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc"),
 ]
 
-# The safety net, quicker than its defaults, for every process of the server.
-FAST_SAFETY_NET = {"FC_STALL_AFTER": "5", "FC_RESUME_INTERVAL": "2", "FC_ROLLOUT_STALL_AFTER": "5"}
 BURST_APPS = 3
 BURST_BRANCHES = 20  # per application: 60 deploys in all
 BURST_CLIENTS = 8  # concurrent API clients; runserver's listen queue is 10
@@ -60,16 +58,10 @@ WAIT = 240.0
 FIGURES = BASE_DIR / "build" / "reliability"
 
 
-@pytest.fixture(scope="module")
-def embedded(request, tmp_path_factory):
-    with embedded_for_tests(
-        request,
-        tmp_path_factory,
-        "reliability-var",
-        "a reliability test of the embedded default",
-        extra_env=FAST_SAFETY_NET,
-    ) as server:
-        yield server
+@pytest.fixture
+def embedded(embedded_default):
+    """The embedded default, shared with tests/test_embedded_default.py (tests/conftest.py)."""
+    return embedded_default
 
 
 def record(name: str, figures: dict) -> None:
@@ -115,7 +107,7 @@ def add_fast_application(server: EmbeddedServer, slug: str, remote: Path) -> Non
         f"git_remote_url={str(remote)!r}, default_branch='main', build_command='true', "
         "build_timeout_seconds=60))"
     )
-    manage({**embedded_environment(server.var_dir), **FAST_SAFETY_NET}, "shell", "-c", code)
+    manage({**embedded_environment(server.var_dir), **QUICK_SAFETY_NET}, "shell", "-c", code)
 
 
 def worker_and_pool(server: EmbeddedServer) -> tuple[int, dict[int, str]]:

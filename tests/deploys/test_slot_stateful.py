@@ -789,8 +789,9 @@ def test_the_slot_and_the_state_machine_hold_under_any_interleaving(monkeypatch,
     run_state_machine_as_test(
         SlotMachine,
         settings=settings(
-            # About 1,200 steps: some 35 s on two quiet cores, PostgreSQL included.
-            max_examples=int(os.environ.get("SLOT_EXAMPLES", "40")),
+            # About 750 steps: some 25 s on two quiet cores, PostgreSQL included; make soak
+            # asks for 150 examples.
+            max_examples=int(os.environ.get("SLOT_EXAMPLES", "25")),
             stateful_step_count=30,
             deadline=None,
             database=None,
