@@ -114,6 +114,16 @@ def other_user(db):
 
 
 @pytest.fixture
+def api(user):
+    """The API as the logged-in `user`."""
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+@pytest.fixture
 def application(db, demo_remote) -> Application:
     return Application.objects.create(
         slug="demo-shop",

@@ -29,13 +29,6 @@ OUT_OF_RANGE = [0, 2**63, 2**64, 10**30, "9" * 5000]
 
 
 @pytest.fixture
-def api(user):
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
-
-
-@pytest.fixture
 def page(client, user):
     client.force_login(user)
     return client

@@ -6,13 +6,6 @@ from deploys.models import Deploy
 from deploys.states import State
 
 
-@pytest.fixture
-def api(user):
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
-
-
 def create(api, **body):
     return api.post("/api/deploys/", body, format="json")
 

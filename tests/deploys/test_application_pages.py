@@ -30,13 +30,6 @@ def logged_in(client, user):
 
 
 @pytest.fixture
-def api(user):
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
-
-
-@pytest.fixture
 def cluster(db):
     return Cluster.objects.create(name="prod-eu", region="eu-west-1")
 

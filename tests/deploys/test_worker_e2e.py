@@ -9,7 +9,6 @@ import subprocess
 import pytest
 from celery.contrib.testing.worker import start_worker
 from django.conf import settings
-from rest_framework.test import APIClient
 
 from deploys.models import Deploy
 from deploys.states import FINAL_STATES, State
@@ -29,13 +28,6 @@ def worker(transactional_db, settings):
             queue.bind(connection.default_channel).purge()
     with start_worker(celery_app, perform_ping_check=False, concurrency=1, pool="solo") as w:
         yield w
-
-
-@pytest.fixture
-def api(user):
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
 
 
 # The worker runs whole git merges and builds: give it a minute, not the default seconds.
