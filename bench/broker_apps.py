@@ -17,7 +17,8 @@ BROKER_DIR = Path(os.environ.get("BENCH_BROKER_DIR", "var/bench/brokers"))
 
 
 def _app(name: str, url: str, options: dict) -> Celery:
-    app = Celery(f"bench-{name}", broker=url)
+    # Not the current app: the bench process goes on sending its deploys through its own.
+    app = Celery(f"bench-{name}", broker=url, set_as_current=False)
     app.conf.update(
         broker_transport_options=options,
         task_ignore_result=True,
