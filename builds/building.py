@@ -133,6 +133,14 @@ def run_build(deploy: Deploy) -> None:
         abort_builds(deploy)
 
 
+def give_up_after_worker_deaths(deploy: Deploy, reason: str) -> None:
+    """The build killed the worker running it again and again: it failed, the slot is held."""
+    build = deploy.builds.filter(status=BuildStatus.PENDING).order_by("-attempt").first()
+    if build is not None:
+        report = BuildReport(finished=True, passed=False, errored=True, summary=reason)
+        conclude(deploy, build, report)
+
+
 def give_up_starting(deploy: Deploy, reason: str) -> None:
     """The backend stayed unreachable through every retry: the build failed, the slot is held."""
     build = deploy.builds.filter(status=BuildStatus.PENDING).order_by("-attempt").first()

@@ -21,6 +21,7 @@ def run_build(self, deploy_id: int) -> None:
         retry_on=(building.StartTrouble,),
         give_up=building.give_up_starting,
         on_taken_over=building.reclaim_abandoned_attempt,
+        on_worker_deaths=building.give_up_after_worker_deaths,
     )
 
 

@@ -21,7 +21,8 @@ from django.utils import timezone
 from . import leases
 from .models import Deploy
 from .pipeline import WATCHING_STATES, RetryableStepError, fail_after_retries
-from .statemachine import IllegalTransition
+from .statemachine import IllegalTransition, record_event
+from .states import State
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ def run_step(
     retry_on: tuple[type[Exception], ...] = (),
     give_up=fail_after_retries,
     on_taken_over=None,
+    on_worker_deaths=None,
 ) -> None:
     """Run `step` on the deploy if it is still in `expected_state`.
 
@@ -42,6 +44,9 @@ def run_step(
     the task's last retry `give_up(deploy, reason)` ends the wait, never silently.
     `on_taken_over(deploy, holder_gone=...)` runs once the lease is taken, saying whether it
     was taken from a process known to be gone: to pick up what that process left half done.
+    A step whose worker died FC_STEP_MAX_WORKER_DEATHS times in this state (a step that gets
+    its process OOM-killed every time) is not run again: `on_worker_deaths(deploy, reason)`
+    (default `give_up`) ends it with the reason.
     """
     deploy = Deploy.objects.select_related("application").filter(pk=deploy_id).first()
     if deploy is None or deploy.state != expected_state:
@@ -59,8 +64,21 @@ def run_step(
                 expected_state,
             )
             return
+        noted_before = _latest_event_id(deploy) if taken is leases.Taken.FROM_GONE else 0
         if on_taken_over is not None:
             on_taken_over(deploy, holder_gone=taken is leases.Taken.FROM_GONE)
+        if taken is leases.Taken.FROM_GONE:
+            deaths = _count_worker_death(deploy, noted_after=noted_before)
+            if deaths >= settings.FC_STEP_MAX_WORKER_DEATHS:
+                reason = (
+                    f"the worker running its {State(expected_state).label.lower()} step died "
+                    f"{deaths} times (killed for memory?): not run again"
+                )
+                try:
+                    (on_worker_deaths or give_up)(deploy, reason)
+                finally:
+                    leases.release(deploy_id, expected_state)
+                return
     lease = settings.FC_STALL_AFTER if leased else settings.FC_ROLLOUT_LEASE
     try:
         with _renewing(
@@ -86,6 +104,30 @@ def run_step(
             # Only in the step's own state: a transition cleared it, and the next state's
             # step may hold a lease of its own by now.
             leases.release(deploy_id, expected_state)
+
+
+# Every timeline note of a step's worker dying says this (builds/building.py's too).
+WORKER_DIED = "its worker died"
+
+
+def _count_worker_death(deploy: Deploy, *, noted_after: int) -> int:
+    """Note on the timeline that the step's worker died (unless the takeover did already, as
+    a build's does) and return how often it died since the deploy entered its state."""
+    died = deploy.events.filter(message__contains=WORKER_DIED)
+    if not died.filter(id__gt=noted_after).exists():
+        record_event(deploy, f"{WORKER_DIED} running this step; running it again")
+    entered = (
+        deploy.events.filter(to_state=deploy.state)
+        .exclude(from_state=deploy.state)
+        .order_by("-id")
+        .values_list("id", flat=True)
+        .first()
+    ) or 0
+    return died.filter(id__gt=entered).count()
+
+
+def _latest_event_id(deploy: Deploy) -> int:
+    return deploy.events.order_by("-id").values_list("id", flat=True).first() or 0
 
 
 @contextmanager

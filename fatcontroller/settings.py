@@ -215,6 +215,9 @@ FC_GIT_TIMEOUT = env.float("FC_GIT_TIMEOUT", default=120.0)
 # handed to a worker again: a lost message costs this, not more (steps are idempotent). A
 # running step renews its lease every quarter of this.
 FC_STALL_AFTER = timedelta(seconds=env.int("FC_STALL_AFTER", default=30))
+# A step whose worker died this many times in one state (OOM-killed by its own work, say) is
+# ended with the reason instead of being run again, and again.
+FC_STEP_MAX_WORKER_DEATHS = env.int("FC_STEP_MAX_WORKER_DEATHS", default=3)
 FC_BUILD_LOG_FLUSH_SECONDS = env.float("FC_BUILD_LOG_FLUSH_SECONDS", default=0.5)
 # A build log keeps its last this many characters; what was cut is counted and said.
 FC_BUILD_LOG_MAX_CHARS = env.int("FC_BUILD_LOG_MAX_CHARS", default=2_000_000)
