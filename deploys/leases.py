@@ -28,6 +28,10 @@ class Taken(enum.Enum):
         return self is not Taken.NO
 
 
+# The fields of a deploy whose step nobody holds (a transition or the safety net frees it).
+FREED = {"step_lease_until": None, "step_lease_holder": ""}
+
+
 def take(deploy_id: int, state: str, length: timedelta, **also) -> Taken:
     """Take the deploy's lease for its `state` step for `length`; Taken.NO (falsy) if another
     holds it. `also` are more fields written with it (the safety net's heartbeat, updated_at).
@@ -66,5 +70,5 @@ def renew(deploy_id: int, state: str, length: timedelta) -> bool:
 def release(deploy_id: int, state: str, **also) -> None:
     """Give up the lease of the `state` step, if this process holds it."""
     Deploy.objects.filter(pk=deploy_id, state=state, step_lease_holder=this_process()).update(
-        step_lease_until=None, step_lease_holder="", **also
+        **FREED, **also
     )

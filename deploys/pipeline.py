@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from builds.models import Build
 
+from . import leases
 from .git import GitError, MergeConflict, PushRejected, Repository
 from .models import Application, Deploy
 from .statemachine import IllegalTransition, record_event, transition
@@ -196,7 +197,7 @@ def retry_automatically(deploy: Deploy, build: Build, summary: str) -> None:
         )
         add_build_attempt(locked)
         # The new attempt's step takes the lease itself: the ending one must not keep it out.
-        Deploy.objects.filter(pk=deploy.pk).update(updated_at=timezone.now(), step_lease_until=None)
+        Deploy.objects.filter(pk=deploy.pk).update(updated_at=timezone.now(), **leases.FREED)
         transaction.on_commit(lambda: schedule_step(deploy.pk, State.BUILDING))
 
 

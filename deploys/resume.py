@@ -28,10 +28,11 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
+from builds.building import reclaim_abandoned_attempt
 from builds.models import Build, BuildStatus
 from monitoring import metrics
 
-from . import slot
+from . import leases, slot
 from .models import Application, Deploy
 from .pipeline import STEP_TASKS, WATCHING_STATES, expire_holds, schedule_step
 from .states import State
@@ -57,7 +58,7 @@ def resume_deploys() -> int:
         log.warning("deploy #%s stalled in %s: running its step again", deploy.pk, deploy.state)
         changed = Deploy.objects.filter(
             pk=deploy.pk, state=deploy.state, step_lease_until=deploy.step_lease_until
-        ).update(updated_at=timezone.now(), step_lease_until=None, step_lease_holder="")
+        ).update(updated_at=timezone.now(), **leases.FREED)
         if changed:  # else it moved, or a step took the lease, since we looked
             schedule_step(deploy.pk, deploy.state)
             metrics.count("fc_safety_net_rescues_total", step=deploy.state)
@@ -83,10 +84,7 @@ def _build_needs_its_step(deploy: Deploy) -> bool:
         # Handed to a backend that follows it: the build poller ends it, at its time limit if
         # the backend stays away. Starting it again would build twice.
         return False
-    beating_since = timezone.now() - settings.FC_STALL_AFTER
-    if running.filter(heartbeat_at__gte=beating_since).exists():
-        return False  # a long build, alive and well
-    # The running build's worker died: its attempt would never finish. Give it back so the
-    # step can claim it again.
-    running.update(status=BuildStatus.PENDING)
+    # A local build gone quiet died with its worker: its attempt is given back (a long build
+    # that still beats is left alone), and the step is needed if an attempt waits.
+    reclaim_abandoned_attempt(deploy, holder_gone=False)
     return deploy.builds.filter(status=BuildStatus.PENDING).exists()

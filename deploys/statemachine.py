@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from monitoring import metrics
 
+from .leases import FREED
 from .models import Deploy, DeployEvent
 from .states import FINAL_STATES, State, is_allowed
 
@@ -59,8 +60,8 @@ def transition(
         now = timezone.now()
         deploy.state = to_state
         # A step lease belongs to the step of the state left; the next step takes its own.
-        deploy.step_lease_until = None
-        deploy.step_lease_holder = ""
+        for field, free in FREED.items():
+            setattr(deploy, field, free)
         if from_state == State.QUEUED and to_state != State.CANCELLED:
             deploy.started_at = now
         if to_state in FINAL_STATES:

@@ -13,7 +13,7 @@ This transport keeps kombu's folder layout and exchange tables, and guarantees:
 * A message appears whole or not at all: it is written under `incoming/` and renamed into
   `queue/` (a rename is atomic within one file system).
 * A message is taken by exactly one consumer: taking it is a rename into the consumer's own
-  claim folder (`claimed/<host>.<pid>.<process start>/`); of two racing consumers only one
+  claim folder (`claimed/<host>:<pid>:<process start>/`); of two racing consumers only one
   rename succeeds.
 * A message is not lost with its consumer: it stays in the claim folder until acked. A
   consumer that dies (SIGKILL included) leaves its claims, and any live consumer on the same
@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import time
 import uuid
 from pathlib import Path
@@ -44,7 +43,7 @@ from kombu.utils.encoding import bytes_to_str, str_to_bytes
 from kombu.utils.json import dumps, loads
 from kombu.utils.objects import cached_property
 
-from .processes import process_alive, process_start_time
+from .processes import holder_is_gone, this_process
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +87,9 @@ class Channel(filesystem.Channel):
 
     @cached_property
     def claim_folder(self) -> Path:
-        """This process's claims; named so that others can tell when it is gone."""
-        pid = os.getpid()
-        folder = self.claims_root / f"{socket.gethostname()}.{pid}.{process_start_time(pid) or ''}"
+        """This process's claims, named for it (host:pid:start time) so that others can tell
+        when it is gone, as step leases are."""
+        folder = self.claims_root / this_process()
         folder.mkdir(parents=True, exist_ok=True)
         return folder
 
@@ -180,17 +179,13 @@ class Channel(filesystem.Channel):
 
 def recover_dead_claims(root: Path) -> int:
     """Move the claims of this host's dead consumers back into the queue; returns how many."""
-    host = socket.gethostname()
     moved = 0
     claims_root = root / "claimed"
     if not claims_root.is_dir():
         return 0
     for folder in claims_root.iterdir():
-        name_host, pid_text, start_time = _parse_claim_folder(folder.name)
-        if name_host != host or pid_text is None:
-            continue
-        if process_alive(int(pid_text), start_time):
-            continue
+        if not holder_is_gone(folder.name):
+            continue  # alive, or of another host: not for this one to judge
         for claimed in folder.iterdir():
             try:
                 os.rename(claimed, root / "queue" / claimed.name)
@@ -204,15 +199,6 @@ def recover_dead_claims(root: Path) -> int:
     if moved:
         log.warning("broker: %d message(s) held by a consumer that died are queued again", moved)
     return moved
-
-
-def _parse_claim_folder(name: str) -> tuple[str | None, str | None, str]:
-    """'<host>.<pid>.<start time>' (the host may hold dots) -> (host, pid, start time)."""
-    head, _, start_time = name.rpartition(".")
-    host, _, pid_text = head.rpartition(".")
-    if not host or not pid_text.isdigit():
-        return None, None, ""
-    return host, pid_text, start_time
 
 
 class Transport(filesystem.Transport):

@@ -642,7 +642,7 @@ def test_a_finished_build_whose_log_jenkins_will_not_give_is_concluded_by_its_re
     wait_until(lambda: jenkins_result(jenkins_server, 1), what="the Jenkins build")
     jenkins_server.set_status_override(404, f"/job/{JOB}/1/logText")
 
-    for _ in range(2):  # the notification, then the poller: the note is made once
+    for _ in range(2):  # the notification, then the poller: the first concludes it
         sent_tasks.sent.append(("builds.tasks.sync_build", deploy.pk))
         drive()
 

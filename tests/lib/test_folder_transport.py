@@ -7,6 +7,7 @@ Each test makes its own broker folder. Consumers in other processes are real pro
 import multiprocessing
 import os
 import signal
+import socket
 import threading
 from pathlib import Path
 
@@ -208,15 +209,16 @@ def test_the_process_start_time_tells_a_reused_pid_from_its_owner():
 
 
 @pytest.mark.parametrize(
-    "name, parsed",
+    "holder, gone",
     [
-        ("vm.123.456", ("vm", "123", "456")),
-        ("host.example.com.42.", ("host.example.com", "42", "")),
-        ("garbage", (None, None, "")),
+        (f"{socket.gethostname()}:{2**22 + 12345}:0", True),  # no process has that pid
+        (processes.this_process(), False),
+        ("host.example.com:42:", False),  # another machine's: not for this one to judge
+        ("garbage", False),
     ],
 )
-def test_claim_folder_names(name, parsed):
-    assert folder_transport._parse_claim_folder(name) == parsed
+def test_claim_folders_name_their_holder_as_leases_do(holder, gone):
+    assert processes.holder_is_gone(holder) is gone
 
 
 def test_messages_sort_in_the_order_they_were_sent(tmp_path):
