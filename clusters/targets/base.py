@@ -1,0 +1,124 @@
+"""The target interface: what the rollout engine may ask of wherever a service runs.
+
+A target adapter (one module beside this one: ecs.py, ...) knows nothing of deploys. It is
+handed a Placement (clusters.models) and, for the calls that change something, a Ledger: the
+placement's durable notes for this rollout (in practice its ServiceRollout row). An adapter
+writes what it learns or starts on the ledger before its next call to the outside world, so a
+worker that dies anywhere leaves enough for another to carry on: every call is idempotent,
+and a start or restore already under way is adopted, never made twice.
+
+Two errors, and only two, leave an adapter:
+
+* TargetUnavailable: the target did not answer, or kept failing for now; try again later.
+* TargetRefused: the target said no (access denied, no such service, a bad definition);
+  trying again will not help, a person must act.
+
+Each carries a short message fit for a deploy's timeline, in plain words.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+class TargetError(Exception):
+    """A target could not do what was asked; `retryable` says whether to try again."""
+
+    retryable = False
+
+
+class TargetUnavailable(TargetError):
+    """The target did not answer, or is failing for now: try again later."""
+
+    retryable = True
+
+
+class TargetRefused(TargetError):
+    """The target refused (access, a missing service, a bad definition): a person must act."""
+
+
+class Ledger(Protocol):
+    """A placement's notes for one rollout, kept where a worker's death cannot lose them.
+
+    revision_before: what the placement ran before it was touched (what a restore puts back).
+    revision_made: the revision this rollout made for its image.
+    start_handle / restore_handle: the target's name for the start or restore under way.
+    detail: anything else the adapter wants to remember (JSON).
+    """
+
+    revision_before: str
+    revision_made: str
+    start_handle: str
+    restore_handle: str
+    detail: dict[str, Any]
+
+    def write(self, **fields: Any) -> None:
+        """Set the fields and store them before returning."""
+
+
+class Progress(enum.Enum):
+    PROGRESSING = "progressing"
+    OUT = "out"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Watch:
+    """One started placement to observe: the start (or restore) and the revision it brings."""
+
+    placement: Any  # clusters.models.Placement
+    handle: str
+    revision: str
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What a started placement is doing now.
+
+    OUT means every wanted instance runs `revision` through the start this rollout made;
+    steady on anything else is never OUT. `reason` says in plain words why it FAILED.
+    `error` is set instead when this placement could not be looked at (the others of the
+    same call still are).
+    """
+
+    progress: Progress
+    running: int = 0
+    desired: int = 0
+    reason: str = ""
+    error: TargetError | None = None
+
+
+class Target(Protocol):
+    """Where placements of one kind run. Every call is idempotent."""
+
+    def label(self, revision: str) -> str:
+        """A revision as people say it ('web:42', not the whole ARN)."""
+
+    def current(self, placement: Any) -> str:
+        """The revision the placement runs now."""
+
+    def start(self, placement: Any, image: str, ledger: Ledger) -> str:
+        """Start the placement on `image`; returns the start's handle.
+
+        Records revision_before (first), revision_made and start_handle on the ledger as it
+        goes; a start already under way is adopted.
+        """
+
+    def observe(self, watches: Sequence[Watch]) -> list[Observation]:
+        """One observation per watch, in order; an adapter may batch them."""
+
+    def restore(self, placement: Any, revision: str, ledger: Ledger) -> str:
+        """Put `revision` back; returns the restore's handle (recorded as restore_handle).
+
+        Adopted when the placement already runs it or a restore of it is under way.
+        """
+
+    def image_exists(self, image: str) -> bool:
+        """Is the image there to run? False when it is not; an error when nobody can say."""
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}{'s' if n != 1 else ''}"
