@@ -295,7 +295,7 @@ def _one_run(n, app, user, ecs, ecr, base, watch: FailureWatch) -> dict:
     watch.disarm()
     if watch.visible_at is None:
         raise SystemExit(f"bench: deploy #{deploy.pk} rolled back before any task failed")
-    ours = set(deploy.rollouts.values_list("deployment_id", flat=True))
+    ours = set(deploy.rollouts.values_list("start_handle", flat=True))
     if watch.first_deployment not in ours:
         raise SystemExit(
             f"bench: the first failed task {watch.first_task} is of {watch.first_deployment}, "

@@ -167,7 +167,7 @@ def roll_back_to(release: Deploy, *, actor) -> Deploy:
                     placement_id=done.placement_id,
                     phase=done.phase,
                     image=done.image,
-                    new_task_definition=done.new_task_definition,
+                    revision_made=done.revision_made,
                 )
                 for done in shipped
             )

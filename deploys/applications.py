@@ -221,9 +221,9 @@ def current_revision(rollout: ServiceRollout | None, placement: Placement) -> Cu
         return CurrentRevision(NOT_TRACKED)
     if rollout is None:
         return CurrentRevision(NEVER)
-    if rollout.status == RolloutStatus.DONE and rollout.new_task_definition:
+    if rollout.status == RolloutStatus.DONE and rollout.revision_made:
         return CurrentRevision(DEPLOYED, rollout.new_revision, rollout)
-    if rollout.status == RolloutStatus.ROLLED_BACK and rollout.previous_task_definition:
+    if rollout.status == RolloutStatus.ROLLED_BACK and rollout.revision_before:
         return CurrentRevision(ROLLED_BACK, rollout.previous_revision, rollout)
     # A failed rollback, or a deploy that ended with the service half way: only the deploy's
     # timeline (or ECS) can say what runs.

@@ -209,8 +209,10 @@ class RolloutStatus(models.TextChoices):
 class ServiceRollout(models.Model):
     """One placement's part in a deploy's rollout: what ran before, what this deploy made.
 
-    The revision that ran before is written before the service is touched, so a rollback,
-    even by another worker after this one died, restores exactly it.
+    The placement's ledger (clusters/targets/base.py): its target writes the revision that
+    ran before before the placement is touched, so a restore, even by another worker after
+    this one died, brings back exactly it. The strings are the target's own (on ECS, task
+    definition ARNs and deployment ids); `detail` holds anything else a target keeps.
     """
 
     deploy = models.ForeignKey(Deploy, on_delete=models.CASCADE, related_name="rollouts")
@@ -221,11 +223,12 @@ class ServiceRollout(models.Model):
     status = models.CharField(
         max_length=20, choices=RolloutStatus.choices, default=RolloutStatus.PENDING
     )
-    previous_task_definition = models.CharField(max_length=300, blank=True)
-    new_task_definition = models.CharField(max_length=300, blank=True)
+    revision_before = models.CharField(max_length=300, blank=True)
+    revision_made = models.CharField(max_length=300, blank=True)
     image = models.CharField(max_length=500, blank=True)
-    deployment_id = models.CharField(max_length=100, blank=True)
-    rollback_deployment_id = models.CharField(max_length=100, blank=True)
+    start_handle = models.CharField(max_length=100, blank=True)
+    restore_handle = models.CharField(max_length=100, blank=True)
+    detail = models.JSONField(default=dict, blank=True)
     running_count = models.PositiveIntegerField(default=0)
     desired_count = models.PositiveIntegerField(default=0)
     message = models.CharField(max_length=1000, blank=True)
@@ -243,11 +246,17 @@ class ServiceRollout(models.Model):
     def __str__(self) -> str:
         return f"deploy {self.deploy_id}: {self.placement} ({self.status})"
 
-    # Revisions as people say them: "web:42", not the whole ARN.
+    def write(self, **fields) -> None:
+        """Set the fields here and in the database at once (the Ledger protocol)."""
+        for name, value in fields.items():
+            setattr(self, name, value)
+        ServiceRollout.objects.filter(pk=self.pk).update(**fields)
+
+    # Revisions as people say them: "web:42", not the whole ARN (the last part of a path).
     @property
     def previous_revision(self) -> str:
-        return self.previous_task_definition.rsplit("/", 1)[-1]
+        return self.revision_before.rsplit("/", 1)[-1]
 
     @property
     def new_revision(self) -> str:
-        return self.new_task_definition.rsplit("/", 1)[-1]
+        return self.revision_made.rsplit("/", 1)[-1]

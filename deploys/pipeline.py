@@ -143,7 +143,7 @@ def add_build_attempt(deploy: Deploy) -> Build:
 
 def build_finished(deploy: Deploy, build: Build, *, passed: bool, summary: str) -> None:
     """building: move on after a build attempt ended."""
-    from . import rollout  # it calls back into this module for its ticks
+    from .rollout.forward import has_rollout_target, start_rollout  # its ticks call back here
 
     leave_building = frozenset({State.BUILDING})
     if not passed:
@@ -151,8 +151,8 @@ def build_finished(deploy: Deploy, build: Build, *, passed: bool, summary: str) 
         return
     if deploy.mode == Mode.MERGE_ONLY:
         message = f"build {build.attempt} passed; merging without deploying"
-    elif rollout.has_rollout_target(deploy.application):
-        rollout.start_rollout(deploy, build)
+    elif has_rollout_target(deploy.application):
+        start_rollout(deploy, build)
         return
     else:
         # An application with no ECS service yet (one that only merges, or one being set

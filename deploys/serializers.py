@@ -34,6 +34,10 @@ class RolloutSerializer(serializers.ModelSerializer):
     service = serializers.CharField(source="placement.service.name")
     cluster = serializers.CharField(source="placement.cluster.name")
     ecs_service = serializers.CharField(source="placement.ecs_service_name")
+    # The API keeps the names it had when ECS was the only target.
+    previous_task_definition = serializers.CharField(source="revision_before")
+    new_task_definition = serializers.CharField(source="revision_made")
+    deployment_id = serializers.CharField(source="start_handle")
 
     class Meta:
         model = ServiceRollout

@@ -1,7 +1,8 @@
 from celery import shared_task
 from django.conf import settings
 
-from . import notify, pipeline, resume, rollout
+from . import notify, pipeline, resume
+from .rollout import back, forward, soak, ticks
 from .states import State
 from .steps import run_step
 
@@ -26,7 +27,7 @@ def merge_to_default(self, deploy_id: int) -> None:
     run_step(self, deploy_id, State.MERGING_TO_DEFAULT, pipeline.merge_to_default)
 
 
-# The watching steps: short ticks, each asking for the next (rollout.tick); no retries, since
+# The watching steps: short ticks, each asking for the next (rollout/ticks.py); no retries, since
 # the next tick or the safety net runs them again anyway.
 TICK_OPTIONS = {
     "bind": True,
@@ -40,17 +41,17 @@ TICK_OPTIONS = {
 
 @shared_task(**TICK_OPTIONS)
 def deploy_tick(self, deploy_id: int) -> None:
-    run_step(self, deploy_id, State.DEPLOYING, lambda d: rollout.tick(d, rollout.deploy_step))
+    run_step(self, deploy_id, State.DEPLOYING, lambda d: ticks.tick(d, forward.deploy_step))
 
 
 @shared_task(**TICK_OPTIONS)
 def verify_tick(self, deploy_id: int) -> None:
-    run_step(self, deploy_id, State.VERIFYING, lambda d: rollout.tick(d, rollout.verify_step))
+    run_step(self, deploy_id, State.VERIFYING, lambda d: ticks.tick(d, soak.verify_step))
 
 
 @shared_task(**TICK_OPTIONS)
 def rollback_tick(self, deploy_id: int) -> None:
-    run_step(self, deploy_id, State.ROLLING_BACK, lambda d: rollout.tick(d, rollout.rollback_step))
+    run_step(self, deploy_id, State.ROLLING_BACK, lambda d: ticks.tick(d, back.rollback_step))
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True, soft_time_limit=120, time_limit=150)

@@ -233,6 +233,9 @@ FC_ROLLOUT_STALL_AFTER = timedelta(seconds=env.int("FC_ROLLOUT_STALL_AFTER", def
 FC_ROLLOUT_LEASE = timedelta(seconds=env.int("FC_ROLLOUT_LEASE", default=30))
 FC_AWS_TIMEOUT = env.float("FC_AWS_TIMEOUT", default=10.0)
 FC_AWS_MAX_ATTEMPTS = env.int("FC_AWS_MAX_ATTEMPTS", default=8)
+# Between the times a deployment reports failed tasks or is about to be called out, a
+# cluster's stopped tasks are still looked at this often (real ECS throttles ListTasks).
+FC_ECS_STOPPED_TASKS_EVERY = env.float("FC_ECS_STOPPED_TASKS_EVERY", default=10.0)
 
 # Jenkins, for applications whose build backend is Jenkins. Credentials only from here.
 JENKINS_URL = env.str("JENKINS_URL", default="")

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 from django.contrib.auth import get_user_model
 
+from clusters.targets.ecs import forget_clients
 from deploys import pipeline
 from deploys.models import Application
 from fatcontroller.demo import create_demo_remote
@@ -78,8 +79,10 @@ def empty_cache():
     from django.core.cache import cache
 
     cache.clear()
+    forget_clients()  # each test's AWS (moto in process, or a server) gets its own clients
     yield
     cache.clear()
+    forget_clients()
 
 
 @pytest.fixture(autouse=True)

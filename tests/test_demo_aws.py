@@ -17,7 +17,7 @@ import pytest
 from django.core.management.base import CommandError
 from moto.server import ThreadedMotoServer
 
-from clusters.ecs import image_exists
+from clusters.targets.ecs import image_exists
 from fatcontroller.demo import BEHAVIOUR_ANNOTATION, OOM_BRANCH
 from fatcontroller.management.commands import runembedded, runmoto
 

@@ -67,11 +67,15 @@ class Progress(enum.Enum):
 
 @dataclass(frozen=True)
 class Watch:
-    """One started placement to observe: the start (or restore) and the revision it brings."""
+    """One started placement to observe: the start (or restore) and the revision it brings.
+
+    settled: it was out already and is watched through the soak.
+    """
 
     placement: Any  # clusters.models.Placement
     handle: str
     revision: str
+    settled: bool = False
 
 
 @dataclass(frozen=True)
@@ -85,14 +89,24 @@ class Observation:
     """
 
     progress: Progress
-    running: int = 0
-    desired: int = 0
+    running: int | None = None  # None: not known (the start was not found)
+    desired: int | None = None
     reason: str = ""
     error: TargetError | None = None
 
 
 class Target(Protocol):
-    """Where placements of one kind run. Every call is idempotent."""
+    """Where placements of one kind run. Every call is idempotent.
+
+    start_word and instance_word are the target's own words for a start and for what runs
+    ("deployment" and "task" on ECS), so that the timeline speaks the target's language.
+    """
+
+    start_word: str
+    instance_word: str
+
+    def name(self, placement: Any) -> str:
+        """The placement as people say it ('shop-web on demo')."""
 
     def label(self, revision: str) -> str:
         """A revision as people say it ('web:42', not the whole ARN)."""
@@ -118,7 +132,3 @@ class Target(Protocol):
 
     def image_exists(self, image: str) -> bool:
         """Is the image there to run? False when it is not; an error when nobody can say."""
-
-
-def plural(n: int, word: str) -> str:
-    return f"{n} {word}{'s' if n != 1 else ''}"

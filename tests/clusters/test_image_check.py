@@ -7,7 +7,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from clusters.ecs import EcsRefused, EcsUnavailable, image_exists
+from clusters.targets.base import TargetRefused, TargetUnavailable
+from clusters.targets.ecs import image_exists
 
 ECR = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
 
@@ -35,7 +36,7 @@ def test_an_ecr_image_is_found_by_its_tag(ecr):
 
 
 def test_an_image_without_a_tag_is_refused(ecr):
-    with pytest.raises(EcsRefused, match="has no tag"):
+    with pytest.raises(TargetRefused, match="has no tag"):
         image_exists(f"{ECR}/team/shop")
 
 
@@ -63,10 +64,10 @@ def registry():
 def test_another_registry_is_asked_through_its_api(registry):
     assert image_exists(f"{registry}/team/shop:abc123")
     assert not image_exists(f"{registry}/team/shop:other")
-    with pytest.raises(EcsRefused, match="wants credentials"):
+    with pytest.raises(TargetRefused, match="wants credentials"):
         image_exists(f"{registry}/private/app:v1")
 
 
 def test_a_registry_that_does_not_answer_is_passing_trouble():
-    with pytest.raises(EcsUnavailable, match="did not answer"):
+    with pytest.raises(TargetUnavailable, match="did not answer"):
         image_exists("127.0.0.1:9/team/shop:abc123")

@@ -165,7 +165,7 @@ ECS_ANSWERS = {
 class FakeEcs:
     """The rollout engine's three steps, moving a deploy as the real ones do on each answer.
 
-    Only the step bodies are replaced (rollout.deploy_step, verify_step, rollback_step):
+    Only the step bodies are replaced (forward.deploy_step, soak.verify_step, back.rollback_step):
     the real tick, its lease and its rescheduling still run around them.
     """
 
@@ -185,7 +185,7 @@ class FakeEcs:
                 **changes,
             )
         except IllegalTransition:
-            pass  # moved on meanwhile, as rollout._move allows
+            pass  # moved on meanwhile, as rollout.ticks.move allows
 
     def deploy_step(self, deploy: Deploy) -> None:
         answer = self._answer(deploy)
@@ -213,7 +213,7 @@ class FakeEcs:
         if answer == "restored":
             self._move(deploy, State.ROLLED_BACK, "every service runs what it ran before")
         elif answer == "stuck":
-            # As rollout._finish_rollback: the queue freezes until a person looks.
+            # As rollout.back: the queue freezes until a person looks.
             with transaction.atomic():
                 self._move(deploy, State.ROLLBACK_FAILED, "the rollback failed")
                 slot.lock(

@@ -82,8 +82,8 @@ def rollout(deploy, placement, status, previous="", new="") -> ServiceRollout:
         placement=placement,
         phase=placement.service.phase,
         status=status,
-        previous_task_definition=ARN + previous if previous else "",
-        new_task_definition=ARN + new if new else "",
+        revision_before=ARN + previous if previous else "",
+        revision_made=ARN + new if new else "",
     )
 
 
@@ -395,13 +395,14 @@ def test_the_page_costs_the_same_for_2_and_20_placements(
 
 
 def test_the_page_does_not_call_aws(logged_in, application, user, cluster, monkeypatch):
-    from clusters import ecs as ecs_module
+    from clusters.targets import ecs as ecs_module
 
     def refuse(*args, **kwargs):
         raise AssertionError("the page called AWS")
 
     monkeypatch.setattr(ecs_module, "EcsTarget", refuse)
     monkeypatch.setattr(ecs_module, "image_exists", refuse)
+    monkeypatch.setattr(ecs_module, "client", refuse)
     placement = ecs(service(application, "web"), cluster, "shop-web")
     rollout(deploy(application, user), placement, R.DONE, previous="w:1", new="w:2")
     assert "w:2" in current_cell(page_of(logged_in, application), placement)

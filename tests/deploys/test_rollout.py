@@ -5,6 +5,7 @@ The pipeline runs in this process: `drive` runs each step a worker would run, an
 """
 
 import subprocess
+from datetime import timedelta
 
 import boto3
 import pytest
@@ -13,11 +14,12 @@ from botocore.exceptions import ClientError
 from django.db.models import F
 from moto import mock_aws
 
-from clusters import ecs as ecs_module
 from clusters.models import Cluster, Placement, ProcessType, Service
-from deploys import actions, rollout
+from clusters.targets import ecs as ecs_module
+from deploys import actions
 from deploys.models import Application, Deploy, RolloutStatus, ServiceRollout
 from deploys.resume import resume_deploys
+from deploys.rollout import ticks
 from deploys.states import FINAL_STATES, State
 from fatcontroller.ecs_simulator import EcsSimulator, create_service
 
@@ -150,7 +152,7 @@ def test_a_two_phase_rollout_goes_out_in_order_and_is_merged(
         assert image_of(ecs, f"{name}:1") == f"{REPOSITORY}:base"  # kept for rollbacks
     rollouts = {r.placement.ecs_service_name: r for r in deploy.rollouts.all()}
     assert {r.status for r in rollouts.values()} == {RolloutStatus.DONE}
-    assert rollouts["shop-web"].previous_task_definition.endswith("shop-web:1")
+    assert rollouts["shop-web"].revision_before.endswith("shop-web:1")
     # Phase 2 started only once phase 1 was out.
     messages = list(deploy.events.values_list("message", flat=True))
     worker_out = next(i for i, m in enumerate(messages) if m.startswith("shop-worker on demo runs"))
@@ -206,7 +208,7 @@ def test_a_deployment_that_never_completes_times_out_and_rolls_back(
     deploy = queue_and_build(shop, user, sent_tasks, django_capture_on_commit_callbacks)
     rollout_rounds(deploy, simulator, sent_tasks, drive, rounds=5, until={State.DEPLOYING})
     ServiceRollout.objects.filter(deploy=deploy).update(
-        started_at=deploy.updated_at - rollout.timedelta(seconds=601)
+        started_at=deploy.updated_at - timedelta(seconds=601)
     )
 
     deploy = rollout_rounds(deploy, simulator, sent_tasks, drive)
@@ -238,7 +240,7 @@ def test_a_service_ecs_rolled_back_quietly_is_not_reported_green(
 ):
     # The failed tasks are long gone (ECS forgets them) and the service is steady again, on the
     # old revision: "stable" alone would call that a success.
-    monkeypatch.setattr(ecs_module.EcsTarget, "stopped_tasks", lambda self, *a: [])
+    monkeypatch.setattr(ecs_module.EcsTarget, "cluster_stopped_tasks", lambda self, *a: [])
     simulator.circuit_breaker_rollback("demo", "shop-web")
     deploy = queue_and_build(shop, user, sent_tasks, django_capture_on_commit_callbacks)
 
@@ -308,7 +310,7 @@ def test_throttling_is_retried_by_botocore(shop, ecs, monkeypatch, settings):
 def test_throttling_past_the_retries_is_passing_trouble(shop, ecs, monkeypatch):
     throttle(monkeypatch, "DescribeServices", times=100)
 
-    with pytest.raises(ecs_module.EcsUnavailable, match="ThrottlingException"):
+    with pytest.raises(ecs_module.TargetUnavailable, match="ThrottlingException"):
         ecs_module.EcsTarget(REGION).describe_service("demo", "shop-web")
 
 
@@ -487,10 +489,10 @@ def test_a_second_tick_stands_down_while_one_is_at_work(
     shop, user, ecs, simulator, sent_tasks, drive, django_capture_on_commit_callbacks
 ):
     deploy = queue_and_build(shop, user, sent_tasks, django_capture_on_commit_callbacks)
-    assert rollout._take_lease(deploy)
+    assert ticks.take_lease(deploy)
     ran = []
 
-    rollout.tick(deploy, ran.append)
+    ticks.tick(deploy, ran.append)
 
     assert ran == []
     assert sent_tasks.later == []

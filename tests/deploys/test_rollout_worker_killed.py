@@ -43,9 +43,10 @@ from moto.server import ThreadedMotoServer
 
 from builds.models import Build, BuildStatus
 from clusters.models import Cluster, Placement, ProcessType, Service
-from deploys import pipeline, rollout
+from deploys import pipeline
 from deploys.models import Application, Deploy, RolloutStatus
 from deploys.resume import resume_deploys
+from deploys.rollout.forward import start_rollout
 from deploys.states import FINAL_STATES, State
 from fatcontroller.celery import app as celery_app
 from fatcontroller.ecs_simulator import EcsSimulator, create_service
@@ -75,8 +76,8 @@ def timeline(deploy_id: int) -> str:
         for e in deploy.events.order_by("id")
     ]
     lines += [
-        f"  rollout {r.placement.ecs_service_name}: {r.status} new={r.new_task_definition} "
-        f"deployment={r.deployment_id} back={r.rollback_deployment_id} {r.message}"
+        f"  rollout {r.placement.ecs_service_name}: {r.status} new={r.revision_made} "
+        f"deployment={r.start_handle} back={r.restore_handle} {r.message}"
         for r in deploy.rollouts.select_related("placement")
     ]
     return "\n".join(lines)
@@ -432,7 +433,7 @@ def test_a_worker_killed_mid_update_is_replaced_and_the_rollout_finishes_once(
     worker_a = worker.start("killed-a")  # it boots while the rest is set up
     deploy, build = ready_to_roll_out(application, user, aws)
     aws.hold = ("shop-worker", "shop-worker:2")  # phase 1
-    rollout.start_rollout(deploy, build)  # building -> deploying; its first tick goes to Redis
+    start_rollout(deploy, build)  # building -> deploying; its first tick goes to Redis
 
     # Worker A registered shop-worker:2 and asked ECS to run it; ECS did, and its answer is
     # held: worker A is killed before it can write down the deployment.
@@ -443,8 +444,8 @@ def test_a_worker_killed_mid_update_is_replaced_and_the_rollout_finishes_once(
     (held,) = aws.updates
     assert held.service == "shop-worker" and held.revision == "shop-worker:2"
     dying = rollouts_of(deploy.pk)["shop-worker"]
-    assert dying.status == R.PENDING and dying.new_task_definition.endswith("shop-worker:2")
-    assert dying.deployment_id == ""  # ECS started it; Fat Controller never heard of it
+    assert dying.status == R.PENDING and dying.revision_made.endswith("shop-worker:2")
+    assert dying.start_handle == ""  # ECS started it; Fat Controller never heard of it
     lease_of_a = Deploy.objects.get(pk=deploy.pk).step_lease_until
     assert lease_of_a > killed_at  # died at work
 
@@ -463,8 +464,8 @@ def test_a_worker_killed_mid_update_is_replaced_and_the_rollout_finishes_once(
         ("shop-web", "shop-web:2"),
     ]
     rollouts = rollouts_of(deploy.pk)
-    assert rollouts["shop-worker"].deployment_id == held.deployment_id
-    assert rollouts["shop-web"].deployment_id == aws.updates[1].deployment_id
+    assert rollouts["shop-worker"].start_handle == held.deployment_id
+    assert rollouts["shop-web"].start_handle == aws.updates[1].deployment_id
     assert {r.status for r in rollouts.values()} == {R.DONE}
     image = f"{REPOSITORY}:{build.image_tag}"
     ecs = aws.client("ecs")
@@ -474,7 +475,7 @@ def test_a_worker_killed_mid_update_is_replaced_and_the_rollout_finishes_once(
         described = aws.describe(name)
         assert described["taskDefinition"].endswith(f"{name}:2")
         (deployment,) = described["deployments"]
-        assert deployment["id"] == rollouts[name].deployment_id
+        assert deployment["id"] == rollouts[name].start_handle
         assert (deployment["rolloutState"], deployment["runningCount"]) == ("COMPLETED", 2)
         revision = ecs.describe_task_definition(taskDefinition=f"{name}:2")["taskDefinition"]
         assert revision["containerDefinitions"][0]["image"] == image
@@ -493,7 +494,7 @@ def test_a_worker_killed_during_the_rollback_is_replaced_and_the_rollback_finish
     deploy, build = ready_to_roll_out(application, user, aws)
     aws.simulator.task_start_seconds = 1.0  # a rollback a worker can be caught in
     aws.simulator.fail_new_tasks("demo", "shop-web")  # phase 2's next deployment: OOM
-    rollout.start_rollout(deploy, build)
+    start_rollout(deploy, build)
 
     def rolling_back_phase_two() -> bool:
         if Deploy.objects.get(pk=deploy.pk).state != State.ROLLING_BACK:
@@ -551,10 +552,10 @@ def test_a_worker_killed_during_the_rollback_is_replaced_and_the_rollback_finish
     assert {r.status for r in rollouts.values()} == {R.ROLLED_BACK}
     ecs = aws.client("ecs")
     for name in SERVICES:
-        assert rollouts[name].previous_task_definition.endswith(f"{name}:1")
-        assert rollouts[name].rollback_deployment_id == back[name]
+        assert rollouts[name].revision_before.endswith(f"{name}:1")
+        assert rollouts[name].restore_handle == back[name]
         described = aws.describe(name)
-        assert described["taskDefinition"] == rollouts[name].previous_task_definition
+        assert described["taskDefinition"] == rollouts[name].revision_before
         (deployment,) = described["deployments"]
         assert deployment["id"] == back[name]
         assert (deployment["rolloutState"], deployment["runningCount"]) == ("COMPLETED", 2)

@@ -55,11 +55,12 @@ from hypothesis.stateful import (
 
 from builds import building, hooks
 from builds.models import UNFINISHED_BUILD_STATUSES, Build, BuildStatus
-from deploys import actions, applications, pipeline, rollout, statemachine
+from deploys import actions, applications, pipeline, statemachine
 from deploys.actions import CANCELLABLE, QUEUEABLE_MODES, DeployRequestError
 from deploys.models import Application, Deploy, DeployEvent
 from deploys.pipeline import STEP_TASKS, WATCHING_STATES
 from deploys.resume import resume_deploys
+from deploys.rollout import back, forward, soak
 from deploys.statemachine import IllegalTransition, transition
 from deploys.states import (
     ACTIVE_STATES,
@@ -773,10 +774,10 @@ def test_the_slot_and_the_state_machine_hold_under_any_interleaving(monkeypatch,
     monkeypatch.setattr(pipeline, "repository_for", fake_repository)
     monkeypatch.setattr(actions, "repository_for", fake_repository)
     monkeypatch.setattr(building, "backend_for", lambda name: machine().backend)
-    monkeypatch.setattr(rollout, "has_rollout_target", lambda app: APPS[app.slug]["rollout"])
-    monkeypatch.setattr(rollout, "deploy_step", lambda d: machine().ecs.deploy_step(d))
-    monkeypatch.setattr(rollout, "verify_step", lambda d: machine().ecs.verify_step(d))
-    monkeypatch.setattr(rollout, "rollback_step", lambda d: machine().ecs.rollback_step(d))
+    monkeypatch.setattr(forward, "has_rollout_target", lambda app: APPS[app.slug]["rollout"])
+    monkeypatch.setattr(forward, "deploy_step", lambda d: machine().ecs.deploy_step(d))
+    monkeypatch.setattr(soak, "verify_step", lambda d: machine().ecs.verify_step(d))
+    monkeypatch.setattr(back, "rollback_step", lambda d: machine().ecs.rollback_step(d))
     for slug in APPS:
         monkeypatch.setenv(f"FC_HOOK_SECRET_{slug.upper()}", HOOK_SECRET)
     for name in list(os.environ):

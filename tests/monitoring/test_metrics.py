@@ -7,7 +7,7 @@ from botocore.exceptions import ClientError
 
 from builds.backends import BackendUnavailable
 from builds.jenkins import JenkinsBackend
-from clusters import ecs
+from clusters.targets import ecs
 from deploys import actions, applications
 from deploys.states import Mode
 from monitoring import metrics
@@ -147,13 +147,13 @@ def test_aws_errors_are_counted_where_they_are_mapped(
     # In a worker the count is written at once; in this test's transaction it waits for the
     # commit, so the callbacks are run here.
     with django_capture_on_commit_callbacks(execute=True):
-        with pytest.raises(ecs.EcsRefused):
+        with pytest.raises(ecs.TargetRefused):
             with ecs._aws("read service web on prod"):
                 raise ClientError(
                     {"Error": {"Code": "AccessDeniedException", "Message": "no"}},
                     "DescribeServices",
                 )
-        with pytest.raises(ecs.EcsUnavailable):
+        with pytest.raises(ecs.TargetUnavailable):
             with ecs._aws("read service web on prod"):
                 raise ClientError(
                     {"Error": {"Code": "ThrottlingException", "Message": "slow down"}},

@@ -1,0 +1,239 @@
+"""The rollout's rows, one ServiceRollout per placement, and the targets behind them.
+
+A row is its placement's ledger (clusters/targets/base.py): the target writes on it what it
+learns and starts before its next call out. Everything a step does to one placement goes
+through here: starting it, judging what its target observed (many placements of a target in
+one call, so that a target can batch), and the words the timeline says about it.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+import requests
+from django.conf import settings
+from django.utils import timezone
+
+from builds.models import BuildStatus
+from clusters import targets
+from clusters.models import Placement
+from clusters.targets.base import (
+    Observation,
+    Progress,
+    Target,
+    TargetError,
+    TargetUnavailable,
+    Watch,
+)
+
+from ..models import Deploy, RolloutStatus, ServiceRollout
+from ..statemachine import record_event
+from ..states import Mode
+
+log = logging.getLogger(__name__)
+
+R = RolloutStatus
+TOUCHED = (R.UPDATING, R.DONE, R.FAILED)
+BACK_OR_GIVEN_UP = (R.ROLLED_BACK, R.ROLLBACK_FAILED)
+
+
+class RolloutProblem(Exception):
+    """A placement failed to take (or give back) a revision; the message says why."""
+
+
+def rollout_placements(application) -> list[Placement]:
+    """The application's placements that a target drives, by phase."""
+    placements = (
+        Placement.objects.filter(service__application=application)
+        .select_related("service", "cluster")
+        .order_by("service__phase", "id")
+    )
+    return [p for p in placements if targets.drives(p.kind)]
+
+
+def image_of(deploy: Deploy, build) -> str:
+    """What the build pushed, and what the rollout deploys."""
+    return f"{deploy.application.image_repository}:{build.image_tag if build else ''}"
+
+
+def rows_of(deploy: Deploy) -> list[ServiceRollout]:
+    """The deploy's rollout rows, made on first use: one per placement, by phase."""
+    existing = list(deploy.rollouts.select_related("placement__service", "placement__cluster"))
+    if existing or deploy.mode == Mode.ROLLBACK:
+        return existing
+    image = image_of(deploy, deploy.builds.filter(status=BuildStatus.SUCCEEDED).last())
+    for placement in rollout_placements(deploy.application):
+        ServiceRollout.objects.get_or_create(
+            deploy=deploy,
+            placement=placement,
+            defaults={"phase": placement.service.phase, "image": image},
+        )
+    return list(deploy.rollouts.select_related("placement__service", "placement__cluster"))
+
+
+def target_of(rollout: ServiceRollout) -> Target:
+    return targets.target_for(rollout.placement)
+
+
+def name_of(rollout: ServiceRollout) -> str:
+    return target_of(rollout).name(rollout.placement)
+
+
+def label(rollout: ServiceRollout, revision: str) -> str:
+    return target_of(rollout).label(revision)
+
+
+def instances(rollout: ServiceRollout, n: int | None) -> str:
+    word = target_of(rollout).instance_word
+    return f"{n} {word}{'s' if n != 1 else ''}"
+
+
+def counts(rollout: ServiceRollout) -> str:
+    """'2 of 3 tasks', in the target's word for what runs."""
+    return f"{rollout.running_count} of {instances(rollout, rollout.desired_count)}"
+
+
+# --------------------------------------------------------------------------- calls out
+
+
+def start(deploy: Deploy, rollout: ServiceRollout) -> None:
+    """Start the placement on the rollout's image; the target records as it goes."""
+    target = target_of(rollout)
+    if rollout.started_at is None:
+        rollout.write(started_at=timezone.now())
+    handle = target.start(rollout.placement, rollout.image, rollout)
+    rollout.write(status=R.UPDATING)
+    record_event(
+        deploy,
+        f"{target.name(rollout.placement)}: {target.label(rollout.revision_before)} -> "
+        f"{target.label(rollout.revision_made)} ({target.start_word} {handle})",
+    )
+
+
+def start_restore(deploy: Deploy, rollout: ServiceRollout) -> None:
+    target = target_of(rollout)
+    handle = target.restore(rollout.placement, rollout.revision_before, rollout)
+    rollout.write(status=R.ROLLING_BACK, started_at=timezone.now())
+    record_event(
+        deploy,
+        f"{target.name(rollout.placement)}: back to {target.label(rollout.revision_before)} "
+        f"({target.start_word} {handle})",
+    )
+
+
+def observe(
+    rollouts: list[ServiceRollout], *, back: bool = False, settled: bool = False
+) -> dict[int, Observation]:
+    """What each started placement is doing, by row id: one call per target."""
+    by_target: dict[int, tuple[Target, list[ServiceRollout]]] = {}
+    for rollout in rollouts:
+        target = target_of(rollout)
+        by_target.setdefault(id(target), (target, []))[1].append(rollout)
+    seen: dict[int, Observation] = {}
+    for target, rows in by_target.values():
+        watches = [
+            Watch(
+                placement=r.placement,
+                handle=r.restore_handle if back else r.start_handle,
+                revision=r.revision_before if back else r.revision_made,
+                settled=settled,
+            )
+            for r in rows
+        ]
+        try:
+            answers = target.observe(watches)
+        except TargetError as exc:
+            answers = [Observation(Progress.PROGRESSING, error=exc) for _ in rows]
+        seen.update((r.pk, answer) for r, answer in zip(rows, answers, strict=True))
+    return seen
+
+
+def judge(
+    deploy: Deploy,
+    rollout: ServiceRollout,
+    seen: Observation,
+    revision: str,
+    *,
+    soak: bool = False,
+    check_health: bool = True,
+) -> bool:
+    """True once the start is out and healthy; RolloutProblem when it failed."""
+    if seen.error is not None:
+        raise seen.error
+    if seen.running is not None:
+        rollout.write(running_count=seen.running, desired_count=seen.desired or 0)
+    if seen.progress is Progress.FAILED:
+        raise RolloutProblem(seen.reason)
+    out = seen.progress is Progress.OUT
+    service = rollout.placement.service
+    if out and check_health and service.health_check_url:
+        _check_health(service.health_check_url, name_of(rollout))
+    if not out and not soak and over_time(deploy, rollout):
+        target = target_of(rollout)
+        raise RolloutProblem(
+            f"{target.start_word} of {target.label(revision)} on {name_of(rollout)} did not "
+            f"complete within {deploy.application.phase_timeout_seconds} s: "
+            f"{counts(rollout)} running"
+        )
+    return out
+
+
+def _check_health(url: str, name: str) -> None:
+    try:
+        answer = requests.get(url, timeout=settings.FC_AWS_TIMEOUT, allow_redirects=False)
+    except requests.RequestException as exc:
+        raise RolloutProblem(
+            f"the health check of {name} did not answer: {exc.__class__.__name__}"
+        ) from exc
+    if not 200 <= answer.status_code < 300:
+        raise RolloutProblem(f"the health check of {name} answered {answer.status_code}")
+
+
+def over_time(deploy: Deploy, rollout: ServiceRollout) -> bool:
+    limit = timedelta(seconds=deploy.application.phase_timeout_seconds)
+    return rollout.started_at is not None and timezone.now() - rollout.started_at > limit
+
+
+def missing_image(rollouts: list[ServiceRollout]) -> str | None:
+    """Why the image cannot be deployed, asked of each target once; None when it can."""
+    asked = set()
+    for rollout in rollouts:
+        target = target_of(rollout)
+        if id(target) in asked:
+            continue
+        asked.add(id(target))
+        try:
+            if not target.image_exists(rollout.image):
+                return f"the image {rollout.image} is not in its registry"
+        except TargetError as exc:
+            return f"could not check the image {rollout.image}: {exc}"
+    return None
+
+
+# ------------------------------------------------------------------------------ writes
+
+
+def each(deploy: Deploy, rollouts: list[ServiceRollout], act) -> list[str]:
+    """Act on each placement; a failure marks it failed and is returned, passing trouble said."""
+    problems = []
+    for rollout in rollouts:
+        try:
+            act(rollout)
+        except TargetUnavailable as exc:
+            note_trouble(deploy, rollout, exc)
+        except (RolloutProblem, TargetError) as exc:
+            mark(rollout, R.FAILED, str(exc))
+            problems.append(str(exc))
+    return problems
+
+
+def mark(rollout: ServiceRollout, status: str, message: str) -> None:
+    rollout.write(status=status, message=message[:1000], finished_at=timezone.now())
+
+
+def note_trouble(deploy: Deploy, rollout: ServiceRollout, exc: Exception) -> None:
+    # Said once per placement and cause, not once a second.
+    if rollout.message != str(exc)[:1000]:
+        rollout.write(message=str(exc)[:1000])
+        record_event(deploy, f"{name_of(rollout)}: {exc}; trying again")
