@@ -19,7 +19,7 @@ from deploys import actions, rollout
 from deploys.models import Application, Deploy, RolloutStatus, ServiceRollout
 from deploys.resume import resume_deploys
 from deploys.states import FINAL_STATES, State
-from fatcontroller.ecs_simulator import EcsSimulator, create_service
+from devtools.ecs_simulator import EcsSimulator, create_service
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
