@@ -1,7 +1,7 @@
 """First failed task visible -> rollback started: how soon a rollout notices a failing revision.
 
 moto's ThreadedMotoServer runs in this process with the ECS simulator installed and its clock
-running (fatcontroller/ecs_simulator.py); a real Celery worker process talks to it through
+running (devtools/ecs_simulator.py); a real Celery worker process talks to it through
 AWS_ENDPOINT_URL with dummy credentials and runs the rollout as in production, with the
 default poll (FC_ROLLOUT_POLL_SECONDS=1, pinned for the worker). No beat runs, so only the
 rollout's own ticks move the deploy.
@@ -154,7 +154,7 @@ def run(var_dir: Path) -> dict[str, dict]:
     from bench.__main__ import start_worker, summary
     from clusters.models import Cluster, Placement, ProcessType, Service
     from deploys.models import Application
-    from fatcontroller.ecs_simulator import EcsSimulator
+    from devtools.ecs_simulator import EcsSimulator
 
     work = var_dir / "rollback-start"
     # moto's server would log every request the worker makes.
@@ -242,7 +242,7 @@ def _lifetime(n: int) -> float:
 
 def _make_services(ecs, ecr) -> dict[str, str]:
     """The cluster and its services on `base`, steady; returns each service's revision."""
-    from fatcontroller.ecs_simulator import create_service
+    from devtools.ecs_simulator import create_service
 
     ecs.create_cluster(clusterName=CLUSTER)
     ecr.create_repository(repositoryName=REPOSITORY_NAME)

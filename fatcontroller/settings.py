@@ -3,8 +3,10 @@
 With nothing set, this is the embedded default: SQLite and a broker kept in
 files under var/, so `make run` needs neither PostgreSQL nor Redis. Set
 DATABASE_URL and REDIS_URL for the production shape. A bad value fails at start.
+The devtools app (the demo and the simulated AWS) is installed only where moto is.
 """
 
+import importlib.util
 import secrets
 from datetime import timedelta
 from pathlib import Path
@@ -60,6 +62,11 @@ INSTALLED_APPS = [
     "clusters",
     "monitoring",
 ]
+# The developer tools (`manage.py demo`, `runmoto`, `runembedded`) need moto, which the
+# production image does not install (it is in the devtools dependency group): listed only
+# where it is there. find_spec only looks: it imports neither.
+if all(importlib.util.find_spec(name) for name in ("moto", "devtools")):
+    INSTALLED_APPS.append("devtools")
 
 MIDDLEWARE = [
     # First and last: django-prometheus times the whole request (HTTP metrics on /metrics).

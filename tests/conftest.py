@@ -8,7 +8,7 @@ from django.contrib.auth import get_user_model
 from clusters.targets.ecs import forget_clients
 from deploys import pipeline
 from deploys.models import Application
-from fatcontroller.demo import create_demo_remote
+from devtools.demo import create_demo_remote
 
 # The demo's checks without its pauses: the same scripts, so branches pass, fail and flake.
 FAST_BUILD = "sh -c " + shlex.quote(

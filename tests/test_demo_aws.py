@@ -18,8 +18,8 @@ from django.core.management.base import CommandError
 from moto.server import ThreadedMotoServer
 
 from clusters.targets.ecs import image_exists
-from fatcontroller.demo import BEHAVIOUR_ANNOTATION, OOM_BRANCH
-from fatcontroller.management.commands import runembedded, runmoto
+from devtools.demo import BEHAVIOUR_ANNOTATION, OOM_BRANCH
+from devtools.management.commands import runembedded, runmoto
 
 pytestmark = pytest.mark.skipif(
     shutil.which("git") is None or shutil.which("python3") is None,

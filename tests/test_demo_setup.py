@@ -7,8 +7,8 @@ from django.core.management import call_command
 
 from clusters.models import Placement
 from deploys.models import Application
-from fatcontroller import demo
-from fatcontroller.demo import (
+from devtools import demo
+from devtools.demo import (
     BUILD_COMMAND,
     DEMO_SLUG,
     OOM_BRANCH,

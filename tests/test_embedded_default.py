@@ -27,7 +27,7 @@ import requests
 
 from builds.models import BuildStatus
 from deploys.states import FINAL_STATES, State
-from fatcontroller.demo import BEHAVIOUR_ANNOTATION, DEMO_SLUG, OOM_BRANCH
+from devtools.demo import BEHAVIOUR_ANNOTATION, DEMO_SLUG, OOM_BRANCH
 from tests.embedded_server import EmbeddedServer
 
 FLAKY_BRANCH = "feature/flaky-test"

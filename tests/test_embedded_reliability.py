@@ -148,7 +148,7 @@ def task_definition_counts(server: EmbeddedServer) -> dict[str, int]:
     """How many revisions each demo service's family has in the simulated AWS."""
     import boto3
 
-    from fatcontroller.management.commands.runmoto import CREDENTIALS, REGION, endpoint_for
+    from devtools.management.commands.runmoto import CREDENTIALS, REGION, endpoint_for
     from tests.embedded_server import processes
 
     moto = child_named(server, "manage.py runmoto")

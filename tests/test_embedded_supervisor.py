@@ -18,7 +18,7 @@ import sys
 import pytest
 
 from deploys.states import State
-from fatcontroller.management.commands.runmoto import demo_aws_ready, endpoint_for
+from devtools.management.commands.runmoto import demo_aws_ready, endpoint_for
 from tests.embedded_server import (
     EmbeddedServer,
     child_named,

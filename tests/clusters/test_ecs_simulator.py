@@ -10,7 +10,7 @@ from moto.ecs.models import EC2ContainerServiceBackend, ecs_backends
 from moto.ecs.responses import EC2ContainerServiceResponse
 from moto.server import ThreadedMotoServer
 
-from fatcontroller.ecs_simulator import EcsSimulator
+from devtools.ecs_simulator import EcsSimulator
 
 REGION = "eu-west-1"
 CLUSTER = "shop"

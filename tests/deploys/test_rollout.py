@@ -21,7 +21,7 @@ from deploys.models import Application, Deploy, RolloutStatus, ServiceRollout
 from deploys.resume import resume_deploys
 from deploys.rollout import ticks
 from deploys.states import FINAL_STATES, State
-from fatcontroller.ecs_simulator import EcsSimulator, create_service
+from devtools.ecs_simulator import EcsSimulator, create_service
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"

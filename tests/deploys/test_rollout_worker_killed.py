@@ -48,8 +48,8 @@ from deploys.models import Application, Deploy, RolloutStatus
 from deploys.resume import resume_deploys
 from deploys.rollout.forward import start_rollout
 from deploys.states import FINAL_STATES, State
+from devtools.ecs_simulator import EcsSimulator, create_service
 from fatcontroller.celery import app as celery_app
-from fatcontroller.ecs_simulator import EcsSimulator, create_service
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.skipif(

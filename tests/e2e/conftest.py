@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from deploys.states import FINAL_STATES, State
-from fatcontroller.demo import DEMO_SLUG
+from devtools.demo import DEMO_SLUG
 from tests.embedded_server import BASE_DIR, EmbeddedServer, embedded_for_tests
 
 CHROMIUM = Path("/usr/bin/chromium")

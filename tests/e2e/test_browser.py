@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 from playwright.sync_api import expect
 
 from deploys.states import State
-from fatcontroller.demo import DEMO_SLUG, OOM_BRANCH
+from devtools.demo import DEMO_SLUG, OOM_BRANCH
 
 from .conftest import (
     DEPLOY_TIMEOUT_MS,

@@ -20,7 +20,7 @@ import pytest
 
 from deploys.models import Deploy
 from deploys.states import Mode, State
-from fatcontroller.demo import OOM_BRANCH
+from devtools.demo import OOM_BRANCH
 
 from . import world
 

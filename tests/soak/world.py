@@ -42,9 +42,9 @@ from clusters.models import Cluster, Placement, ProcessType, Service
 from deploys.models import Application, Deploy, DeployEvent
 from deploys.resume import resume_deploys
 from deploys.states import FINAL_STATES, SLOT_STATES, SUCCESS_STATES, Mode
+from devtools.demo import BEHAVIOUR_ANNOTATION
+from devtools.ecs_simulator import EcsSimulator, create_service
 from fatcontroller.celery import app as celery_app
-from fatcontroller.demo import BEHAVIOUR_ANNOTATION
-from fatcontroller.ecs_simulator import EcsSimulator, create_service
 from tests.deploys.test_rollout_worker_killed import WorkerProcess, timeline
 from tests.jenkins_standin import JenkinsStandin
 from tests.waiting import wait_until

@@ -3,9 +3,9 @@
 moto's server (ECS, ECR and the rest of AWS's APIs, in memory) on 127.0.0.1, with the ECS
 deployment simulator installed in the same process and its clock running, so a deployment
 starts a task a second, and an image whose manifest carries the annotation
-org.fatcontroller.demo.behaviour (fatcontroller.demo.BEHAVIOUR_ANNOTATION) behaves as it says.
+org.fatcontroller.demo.behaviour (devtools.demo.BEHAVIOUR_ANNOTATION) behaves as it says.
 
-On start it makes the demo's AWS side from fatcontroller/demo-shop.fatcontroller.yml: the
+On start it makes the demo's AWS side from devtools/demo-shop.fatcontroller.yml: the
 ECR repository of its image_repository (with a first image tagged `base`), its clusters, and
 for each ECS placement a service running a bridge-mode task definition whose container runs
 image_repository:base, DESIRED_COUNT tasks. moto keeps everything in memory, so this is made
@@ -29,7 +29,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from django.core.management.base import BaseCommand, CommandError
 
 from clusters.models import PlacementKind
-from fatcontroller.demo import BEHAVIOUR_ANNOTATION, demo_config
+from devtools.demo import BEHAVIOUR_ANNOTATION, demo_config
 
 HOST = "127.0.0.1"
 DEFAULT_PORT = 8001  # beside the web's 8000
@@ -143,7 +143,7 @@ def demo_aws_ready(endpoint: str, aws: DemoAws | None = None) -> bool:
 def create_demo_aws(endpoint: str, aws: DemoAws) -> list[str]:
     """Make what is missing of the demo's AWS side; returns what it made, for people."""
     # The simulator module loads moto: only the moto process needs it, not its callers.
-    from fatcontroller.ecs_simulator import create_service
+    from devtools.ecs_simulator import create_service
 
     made = []
     ecr = _client("ecr", endpoint, aws.repository_region)
@@ -240,7 +240,7 @@ class Command(BaseCommand):
         # Imported here: the simulator patches moto, which only this process may have.
         from moto.server import ThreadedMotoServer
 
-        from fatcontroller.ecs_simulator import EcsSimulator
+        from devtools.ecs_simulator import EcsSimulator
 
         port = port if port is not None else moto_port()
         aws = demo_aws()

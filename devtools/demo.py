@@ -18,7 +18,7 @@ BUILD_COMMAND = "sh build.sh"
 # loaded by `manage.py demo`; `manage.py runmoto` makes the AWS side it names.
 CONFIG_FILE = Path(__file__).resolve().with_name("demo-shop.fatcontroller.yml")
 # The annotation of the image's manifest that says how the image's tasks fare on the
-# simulated ECS (fatcontroller.ecs_simulator's behave_by_image_annotation).
+# simulated ECS (devtools.ecs_simulator's behave_by_image_annotation).
 BEHAVIOUR_ANNOTATION = "org.fatcontroller.demo.behaviour"
 OOM_BRANCH = "feature/oom-on-boot"
 

@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand
 
 from clusters.config import apply_app_config
 from deploys.models import Application
-from fatcontroller.demo import (
+from devtools.demo import (
     BUILD_COMMAND,
     CONFIG_FILE,
     DEMO_SLUG,
@@ -20,7 +20,7 @@ FIRST_USER = "admin"
 class Command(BaseCommand):
     help = (
         "Load the demo: a demo application on a local git remote, set up for ECS by "
-        "fatcontroller/demo-shop.fatcontroller.yml, and a first login."
+        "devtools/demo-shop.fatcontroller.yml, and a first login."
     )
 
     def handle(self, *args, **options):
