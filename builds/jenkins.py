@@ -68,6 +68,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import jenkins
 import requests
 
+from lib.durations import in_words
 from monitoring.metrics import counts_errors
 
 from .backends import BackendRefused, BackendUnavailable, BuildReport, BuildSpec, LogChunk
@@ -123,21 +124,6 @@ def split_incomplete_utf8(data: bytes) -> tuple[bytes, bytes]:
     if not pending:
         return data, b""
     return data[: len(data) - len(pending)], pending
-
-
-def describe_duration(ms: int) -> str:
-    """A build's duration in words: "0.4 s", "42 s", "1 min 3 s", "1 h 2 min"."""
-    seconds = ms / 1000
-    if seconds < 10:
-        return f"{seconds:.1f} s"
-    whole = round(seconds)
-    if whole < 60:
-        return f"{whole} s"
-    minutes, secs = divmod(whole, 60)
-    if minutes < 60:
-        return f"{minutes} min {secs} s" if secs else f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
 
 
 class JenkinsBackend:
@@ -219,7 +205,7 @@ class JenkinsBackend:
         summary = f"Jenkins build #{number} {result}"
         duration = info.get("duration") or 0
         if duration > 0:
-            summary += f" after {describe_duration(duration)}"
+            summary += f" after {in_words(duration / 1000)}"
         return BuildReport(
             finished=True,
             passed=result in _RESULTS_PASSED,

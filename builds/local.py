@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from lib.processes import die_with_parent
+from lib.process_groups import kill_group, start_in_own_group
 
 # The build command comes from the repository under test: it gets a plain environment, never
 # the worker's own (which holds the database URL, the secret key and cloud credentials). Where
@@ -68,17 +68,17 @@ def run_command(
     abort_check_every: float = 1.0,
 ) -> BuildOutcome:
     try:
-        process = subprocess.Popen(
+        # Its own process group, so a kill reaches its children.
+        process = start_in_own_group(
             argv,
             cwd=cwd,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group, so a kill reaches its children
             # Dies with the worker process running it (the OOM killer's SIGKILL included):
             # a build nobody watches must not go on in the checkout the next attempt uses.
-            preexec_fn=die_with_parent(os.getpid(), signal.SIGKILL),
+            death_signal=signal.SIGKILL,
         )
     except OSError as exc:
         on_output(f"could not start {argv[0]}: {exc.strerror}\n")
@@ -121,20 +121,20 @@ def run_command(
                 last_flush = now
             if stopped_because is None and now - started > timeout:
                 stopped_because = "timeout"
-                _kill_group(process)
+                kill_group(process.pid)
             if stopped_because is None and now - last_abort_check >= abort_check_every:
                 last_abort_check = now
                 if should_abort():
                     stopped_because = "abort"
-                    _kill_group(process)
+                    kill_group(process.pid)
     except BaseException:
         # Nobody would watch it any more: it must not run on unseen.
-        _kill_group(process)
+        kill_group(process.pid)
         raise
 
     # The command is done; whatever it left running in its group goes with it, which also
     # closes the output a background child may have held open.
-    _kill_group(process)
+    kill_group(process.pid)
     reader.join(timeout=5)
     while True:
         try:
@@ -167,10 +167,3 @@ def _pump(stream, chunks: queue.Queue) -> None:
             chunks.put(data)
     finally:
         chunks.put(None)
-
-
-def _kill_group(process: subprocess.Popen) -> None:
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass

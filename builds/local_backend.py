@@ -13,9 +13,9 @@ from django.conf import settings
 from django.db.models.functions import Substr
 from django.utils import timezone
 
-from deploys.git import GitError
 from deploys.pipeline import repository_for
 from deploys.states import State
+from lib.git import GitError
 
 from .backends import BuildReport, BuildSpec, LogChunk
 from .local import build_environment, run_command, split_command

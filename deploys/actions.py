@@ -10,9 +10,9 @@ from django.db import IntegrityError, transaction
 
 from builds.models import UNFINISHED_BUILD_STATUSES
 from fatcontroller.text import text_problem
+from lib.git import GitError, InvalidBranchName, validate_branch_name
 
 from . import pipeline, slot
-from .git import GitError, InvalidBranchName, validate_branch_name
 from .models import Application, Deploy, RolloutStatus, ServiceRollout
 from .pipeline import repository_for, start_build
 from .statemachine import transition

@@ -24,6 +24,7 @@ from django.shortcuts import get_object_or_404
 
 from clusters.models import Placement, PlacementKind, Service
 from fatcontroller.text import text_problem
+from lib.durations import in_words
 
 from . import slot
 from .actions import DeployRequestError
@@ -307,12 +308,12 @@ def settings_summary(application: Application) -> list[tuple[str, str]]:
         ("Git remote", mask_credentials(application.git_remote_url)),
         ("Default branch", application.default_branch),
         ("Build backend", backend),
-        ("Build timeout", duration(application.build_timeout_seconds)),
+        ("Build timeout", in_words(application.build_timeout_seconds)),
         ("Automatic build retries", str(application.build_auto_retries)),
-        ("Hold window after a failed build", duration(application.build_hold_minutes * 60)),
+        ("Hold window after a failed build", in_words(application.build_hold_minutes * 60)),
         ("Image repository", application.image_repository or "not set"),
-        ("Phase timeout", duration(application.phase_timeout_seconds)),
-        ("Soak", duration(application.soak_seconds)),
+        ("Phase timeout", in_words(application.phase_timeout_seconds)),
+        ("Soak", in_words(application.soak_seconds)),
     ]
 
 
@@ -329,11 +330,3 @@ def mask_credentials(url: str) -> str:
     if ":" not in userinfo and scheme in ("ssh://", "git+ssh://", "ssh+git://"):
         return url
     return f"{match['scheme']}***@{url[match.end() :]}"
-
-
-def duration(seconds: int) -> str:
-    """600 -> "10 min", 5400 -> "1 h 30 min", 90 -> "1 min 30 s", 0 -> "0 s"."""
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    parts = [f"{n} {unit}" for n, unit in ((hours, "h"), (minutes, "min"), (secs, "s")) if n]
-    return " ".join(parts) or "0 s"

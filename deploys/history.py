@@ -18,6 +18,8 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
 
+from lib.durations import in_words
+
 from .models import Application, Deploy
 from .states import ACTIVE_STATES, FINAL_STATES, SUCCESS_STATES
 
@@ -120,22 +122,7 @@ def _utc_midnight(day: date) -> datetime:
 
 
 def human_duration(started_at: datetime | None, finished_at: datetime | None) -> str:
-    """How long a deploy ran, as people say it: "12 s", "3 min 12 s", "2 h 5 min"."""
+    """How long a deploy ran, in lib.durations' words ("3 min 12 s"); "" without both ends."""
     if started_at is None or finished_at is None or finished_at < started_at:
         return ""
-    seconds = int((finished_at - started_at).total_seconds())
-    minutes, seconds = divmod(seconds, 60)
-    hours, minutes = divmod(minutes, 60)
-    days, hours = divmod(hours, 24)
-    if days:
-        return _parts((days, "d"), (hours, "h"))
-    if hours:
-        return _parts((hours, "h"), (minutes, "min"))
-    if minutes:
-        return _parts((minutes, "min"), (seconds, "s"))
-    return f"{seconds} s"
-
-
-def _parts(big: tuple[int, str], small: tuple[int, str]) -> str:
-    text = f"{big[0]} {big[1]}"
-    return f"{text} {small[0]} {small[1]}" if small[0] else text
+    return in_words(finished_at - started_at)

@@ -15,9 +15,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from builds.models import Build
+from lib.git import GitError, MergeConflict, PushRejected, Repository
 
 from . import leases
-from .git import GitError, MergeConflict, PushRejected, Repository
 from .models import Application, Deploy
 from .statemachine import IllegalTransition, record_event, transition
 from .states import Mode, State

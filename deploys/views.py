@@ -10,10 +10,10 @@ from django.views.decorators.http import require_POST
 
 from builds.logs import log_tail, with_log_tail
 from builds.models import Build
+from lib.git import GitError
 
 from . import actions, dashboard, slot
 from .forms import QueueDeployForm
-from .git import GitError
 from .models import Application, Deploy, DeployEvent, ServiceRollout
 from .pipeline import repository_for
 from .statemachine import IllegalTransition

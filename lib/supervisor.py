@@ -37,7 +37,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from .processes import die_with_parent
+from .process_groups import kill_group, start_in_own_group
 
 # Graceful, not SIGKILL: a Celery worker stops its own pool on SIGTERM (its pool processes
 # carry PR_SET_PDEATHSIG=SIGKILL of their own, from Celery), and a task it is running ends
@@ -171,13 +171,12 @@ class Supervisor:
     def _launch(self, child: _Child) -> subprocess.Popen:
         spec = child.spec
         child.restart_at = None
-        child.process = subprocess.Popen(
-            list(spec.argv),
+        child.process = start_in_own_group(
+            spec.argv,
             env=None if spec.env is None else dict(spec.env),
             cwd=spec.cwd,
             stdin=subprocess.DEVNULL,  # its own session has no terminal to read from
-            start_new_session=True,
-            preexec_fn=die_with_parent(os.getpid(), DEATH_SIGNAL),
+            death_signal=DEATH_SIGNAL,
         )
         child.started_at = time.monotonic()
         return child.process
@@ -212,7 +211,7 @@ class Supervisor:
     def _died(self, child: _Child, now: float) -> bool:
         """Record a death and schedule the restart; False when the child keeps dying."""
         name, how = child.spec.name, describe_exit(child.process.returncode)
-        _kill_group(child.process.pid)  # what it started goes with it
+        kill_group(child.process.pid)  # what it started goes with it
         child.deaths.append(now)
         while child.deaths and child.deaths[0] < now - self.give_up_window:
             child.deaths.popleft()
@@ -260,7 +259,7 @@ class Supervisor:
                     "killing it"
                 )
             # Its whole group, even when it is gone: what it started (a pool) may be left.
-            _kill_group(child.process.pid)
+            kill_group(child.process.pid)
         for child in children:
             try:
                 child.process.wait(timeout=5)
@@ -271,12 +270,3 @@ class Supervisor:
         out = self._out or sys.stderr
         out.write(line + "\n")
         out.flush()
-
-
-def _kill_group(pid: int) -> None:
-    # Every child leads its own process group (start_new_session), so its pid is the group's
-    # id, and the kernel does not reuse an id while that group has a member.
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass

@@ -12,7 +12,6 @@ A plain module, not a pytest plugin: the test modules wrap it in their own fixtu
 """
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -23,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import requests
+
+from lib.process_groups import stop_group
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -103,20 +104,8 @@ def manage(env: dict[str, str], *args: str) -> str:
 
 def stop(process: subprocess.Popen) -> None:
     """SIGTERM to runembedded, which stops its children (moto, web, worker, beat), then
-    SIGKILL to its process group for anything left over."""
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        pass
-    try:
-        os.killpg(process.pid, signal.SIGKILL)  # anything left over, such as a stuck child
-    except ProcessLookupError:
-        pass
-    process.wait(timeout=10)
+    SIGKILL to its process group for anything left over, such as a stuck child."""
+    stop_group(process, grace=30)
 
 
 def wait_until_up(server: EmbeddedServer, process: subprocess.Popen) -> None:

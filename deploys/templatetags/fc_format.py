@@ -1,26 +1,18 @@
-"""Durations as people say them: "3 min 12 s", "1 h 5 min"."""
+"""Durations in templates, in lib.durations' words: "3 min 12 s", "1 h 5 min", "1 d 1 h"."""
 
 from datetime import datetime, timedelta
 
 from django import template
 from django.utils import timezone
 
+from lib.durations import in_words
+
 register = template.Library()
 
 
 @register.filter
-def duration(value) -> str:
-    if value is None:
-        return ""
-    seconds = int(value.total_seconds() if isinstance(value, timedelta) else value)
-    seconds = max(seconds, 0)
-    hours, rest = divmod(seconds, 3600)
-    minutes, seconds = divmod(rest, 60)
-    if hours:
-        return f"{hours} h {minutes} min"
-    if minutes:
-        return f"{minutes} min {seconds} s"
-    return f"{seconds} s"
+def duration(value: timedelta | float | None) -> str:
+    return "" if value is None else in_words(value)
 
 
 @register.filter

@@ -18,10 +18,10 @@ from django.utils import timezone
 from builds.backends import BuildReport, LogChunk
 from builds.models import Build, BuildStatus
 from deploys import slot
-from deploys.git import BranchNotFound, MergeConflict, PushRejected
 from deploys.models import Deploy, DeployEvent
 from deploys.statemachine import IllegalTransition, transition
 from deploys.states import State
+from lib.git import BranchNotFound, MergeConflict, PushRejected
 
 # Branches whose merge always conflicts with the default branch.
 CONFLICTING_PREFIX = "conflict/"
@@ -76,7 +76,7 @@ class FakeRemote:
 
 @dataclass
 class FakeRepository:
-    """What the pipeline and actions call on deploys.git.Repository, answered at once."""
+    """What the pipeline and actions call on lib.git.Repository, answered at once."""
 
     remote: FakeRemote
 

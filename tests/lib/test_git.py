@@ -1,4 +1,4 @@
-"""deploys.git against real repositories: a bare remote in tmp_path and clones of it."""
+"""lib.git against real repositories: a bare remote in tmp_path and clones of it."""
 
 import fcntl
 import os
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from deploys.git import (
+from lib.git import (
     BranchNotFound,
     GitError,
     InvalidBranchName,

@@ -12,13 +12,14 @@ import fcntl
 import os
 import re
 import shutil
-import signal
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+
+from lib.process_groups import run_in_own_group
 
 MAX_BRANCH_NAME_LENGTH = 200
 CANDIDATE_REF_PREFIX = "refs/fatcontroller/"
@@ -207,9 +208,10 @@ def _run(
 ) -> subprocess.CompletedProcess[str]:
     # Not subprocess.run: on a timeout it kills git alone, leaving helpers such as index-pack,
     # git-remote-https or ssh still working on the repository after the lock is released. A
-    # session of its own lets us kill them all; it also leaves ssh no terminal to prompt on.
-    with subprocess.Popen(
+    # group of its own lets us kill them all; its new session leaves ssh no terminal to prompt on.
+    return run_in_own_group(
         args,
+        timeout=timeout,
         cwd=cwd,
         env=env,
         stdin=subprocess.DEVNULL,
@@ -217,22 +219,7 @@ def _run(
         stderr=subprocess.PIPE,
         encoding="utf-8",
         errors="replace",
-        start_new_session=True,
-    ) as process:
-        try:
-            stdout, stderr = process.communicate(timeout=timeout)
-        except BaseException:
-            _kill_group(process.pid)
-            process.communicate()
-            raise
-    return subprocess.CompletedProcess(args, process.returncode, stdout, stderr)
-
-
-def _kill_group(pid: int) -> None:
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    )
 
 
 @contextmanager
