@@ -2,8 +2,9 @@
 
 parse_app_config never touches the database: it checks each value against the file's rules
 and the Application's field sizes, and raises ConfigError naming the path of every problem
-(keys given twice, unknown keys with the nearest known one, values of the wrong kind).
-Advice that does not stop the file loading goes in the result's warnings.
+(keys given twice, unknown keys with the nearest known one, values of the wrong kind). A URL
+that carries credentials (lib.urls.has_credentials) is refused by an error that does not
+repeat it. Advice that does not stop the file loading goes in the result's warnings.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from builds.local import split_command
 from clusters.models import PlacementKind, ProcessType, Service
 from deploys.git import InvalidBranchName, validate_branch_name
 from deploys.models import Application
+from lib.urls import has_credentials
 
 from .errors import ConfigError
 from .schema import (
@@ -45,7 +47,8 @@ from .schema import (
 _REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d+")
 _CLUSTER_ARN = re.compile(r"arn:aws[a-z-]*:ecs:([a-z0-9-]+):\d{12}:cluster/[A-Za-z0-9_-]+")
 _SLUG = re.compile(r"[-a-zA-Z0-9_]+")
-_CREDENTIALS_IN_URL = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@]*:[^/@]*@", re.IGNORECASE)
+# Said, never the URL itself, when a URL in the file carries credentials (lib.urls' rule).
+_CREDENTIALS = "must not carry credentials (a user, token or password before the host)"
 
 
 # YAML
@@ -208,8 +211,8 @@ class _Parser:
             if remote is not None and remote.startswith("-"):
                 self.error(path, "must not start with '-'")
                 return None
-            if remote is not None and _CREDENTIALS_IN_URL.match(remote):
-                self.error(path, "must not carry a password: git uses the worker's SSH keys")
+            if remote is not None and has_credentials(remote):
+                self.error(path, f"{_CREDENTIALS}: git uses the worker's SSH keys")
                 return None
             return remote
         if kind == "branch":
@@ -352,7 +355,13 @@ class _Parser:
                 max_length=Service._meta.get_field("health_check_url").max_length,
                 optional=True,
             )
-            if health_check_url:
+            if health_check_url and has_credentials(health_check_url):
+                self.error(
+                    _join(path, "health_check_url"),
+                    f"{_CREDENTIALS}: the file is no place for a secret",
+                )
+                health_check_url = None
+            elif health_check_url:
                 try:
                     URLValidator(schemes=["http", "https"])(health_check_url)
                 except ValidationError:

@@ -138,10 +138,6 @@ def second_worker(placement):
             "default_branch: branch name may not contain '..'",
         ),
         (
-            set_in(["git_remote"], "https://bob:hunter2@git.example.com/shop.git"),
-            "git_remote: must not carry a password: git uses the worker's SSH keys",
-        ),
-        (
             set_in(["image_repository"], "123456789012.dkr.ecr.us-east-1.amazonaws.com/shop:v1"),
             "image_repository: give the repository without a tag or digest: builds add the tag",
         ),
@@ -216,6 +212,39 @@ def second_worker(placement):
 def test_each_bad_value_is_named_by_its_path(change, error):
     errors = errors_of(changed(change))
     assert any(e == error or e.startswith(error) for e in errors), errors
+
+
+CREDENTIALS = "must not carry credentials (a user, token or password before the host)"
+GIT_REMOTE = (["git_remote"], f"git_remote: {CREDENTIALS}: git uses the worker's SSH keys")
+HEALTH_CHECK = (
+    ["services", 1, "health_check_url"],
+    f"services[1].health_check_url: {CREDENTIALS}: the file is no place for a secret",
+)
+
+
+@pytest.mark.parametrize(
+    ("where", "url"),
+    [
+        (GIT_REMOTE, "https://TOKEN@git.example.com/shop.git"),
+        (GIT_REMOTE, "https://bob:TOKEN@git.example.com/shop.git"),
+        (GIT_REMOTE, "ssh://git:TOKEN@git.example.com/shop.git"),
+        (HEALTH_CHECK, "https://TOKEN@shop.example.com/healthz"),
+        (HEALTH_CHECK, "https://probe:TOKEN@shop.example.com/healthz"),
+    ],
+)
+def test_a_url_with_credentials_is_refused_without_repeating_them(where, url):
+    path, error = where
+    errors = errors_of(changed(set_in(path, url)))
+    assert errors == [error]
+    assert "TOKEN" not in "\n".join(errors)
+
+
+@pytest.mark.parametrize(
+    "remote",
+    ["git@github.com:example/shop.git", "ssh://git@github.com/example/shop.git", "/srv/shop.git"],
+)
+def test_a_git_remote_with_only_a_login_name_is_fine(remote):
+    assert parse_app_config(changed(set_in(["git_remote"], remote))).git_remote_url == remote
 
 
 @pytest.mark.parametrize(
