@@ -69,6 +69,7 @@ import jenkins
 import requests
 
 from lib.durations import in_words
+from lib.urls import redact
 from monitoring.metrics import counts_errors
 
 from .backends import BackendRefused, BackendUnavailable, BuildReport, BuildSpec, LogChunk
@@ -105,10 +106,9 @@ def http_response(exc: BaseException) -> Response | None:
 
 
 def safe_url(url: str) -> str:
-    """The URL without any user:password@ part, query or fragment, fit for a message."""
+    """The URL fit for a message: credentials masked (lib.urls), no query or fragment."""
     parts = urlsplit(url)
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+    return redact(urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")))
 
 
 def job_path(job: str) -> str:

@@ -3,10 +3,9 @@
 from django.shortcuts import get_object_or_404
 from rest_framework.response import Response
 
+from appconfig.export import export_app_config_data
 from deploys.models import Application
 from fatcontroller.apiviews import APIView
-
-from .config import export_app_config_data
 
 
 class AppConfigView(APIView):

@@ -14,7 +14,6 @@ NUL or a lone surrogate is bad input (fatcontroller.text decides).
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass, field
 from itertools import groupby
 
@@ -25,6 +24,7 @@ from django.shortcuts import get_object_or_404
 from clusters.models import Placement, PlacementKind, Service
 from fatcontroller.text import text_problem
 from lib.durations import in_words
+from lib.urls import redact
 
 from . import slot
 from .actions import DeployRequestError
@@ -41,9 +41,6 @@ ROLLED_BACK = "rolled_back"  # the newest finished deploy put the one before bac
 UNKNOWN = "unknown"  # the newest finished deploy left it in doubt (a failed rollback)
 NEVER = "never"  # no finished deploy has touched it
 NOT_TRACKED = "not_tracked"  # a legacy job: Fat Controller keeps no revisions for it
-
-# userinfo in a URL: "https://user:password@host/..." or "https://token@host/...".
-_URL_USERINFO = re.compile(r"^(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<userinfo>[^/?#]*)@", re.I)
 
 
 class AlreadyLocked(Exception):
@@ -278,7 +275,7 @@ def application_page(slug: str) -> ApplicationPage:
             [
                 ServiceRow(
                     service,
-                    mask_credentials(service.health_check_url),
+                    redact(service.health_check_url),
                     [
                         PlacementRow(p, current_revision(rollouts.get(p.latest_rollout_id), p))
                         for p in service.placements.all()
@@ -305,7 +302,7 @@ def settings_summary(application: Application) -> list[tuple[str, str]]:
     if application.build_backend == "jenkins":
         backend += f" (job {application.jenkins_job_name})"
     return [
-        ("Git remote", mask_credentials(application.git_remote_url)),
+        ("Git remote", redact(application.git_remote_url)),
         ("Default branch", application.default_branch),
         ("Build backend", backend),
         ("Build timeout", in_words(application.build_timeout_seconds)),
@@ -315,18 +312,3 @@ def settings_summary(application: Application) -> list[tuple[str, str]]:
         ("Phase timeout", in_words(application.phase_timeout_seconds)),
         ("Soak", in_words(application.soak_seconds)),
     ]
-
-
-def mask_credentials(url: str) -> str:
-    """The URL without a password or token: "https://***@host/x" for "https://u:p@host/x".
-
-    A URL's user part is masked whole (a token often is the user part), except a bare user
-    name on ssh, which is only a login ("ssh://git@host/x"). "git@host:x" has no password.
-    """
-    match = _URL_USERINFO.match(url)
-    if match is None:
-        return url
-    scheme, userinfo = match["scheme"].lower(), match["userinfo"]
-    if ":" not in userinfo and scheme in ("ssh://", "git+ssh://", "ssh+git://"):
-        return url
-    return f"{match['scheme']}***@{url[match.end() :]}"

@@ -319,7 +319,7 @@ def _git(cwd: Path, *args: str) -> None:
 
 
 def demo_config():
-    """The demo application's setup, parsed from CONFIG_FILE (clusters.config's AppConfig)."""
-    from clusters.config import parse_app_config  # needs Django's apps ready
+    """The demo application's setup, parsed from CONFIG_FILE (appconfig.schema's AppConfig)."""
+    from appconfig.parse import parse_app_config  # needs Django's apps ready
 
     return parse_app_config(CONFIG_FILE.read_text())

@@ -290,7 +290,8 @@ def test_jenkins_down_is_unavailable_on_start_and_on_status(standin, deploy):
     with pytest.raises(BackendUnavailable) as excinfo:
         backend.start(build, spec_of(build))
     message = str(excinfo.value)
-    assert message == f"Jenkins at {standin.url} did not answer: Connection refused"
+    masked = standin.url.replace("http://", "http://***@")
+    assert message == f"Jenkins at {masked} did not answer: Connection refused"
     assert TOKEN not in message
     assert excinfo.value.retryable is True
     assert build.queue_id is None
@@ -483,3 +484,15 @@ def test_from_settings_needs_jenkins_url(settings):
     assert backend.client.timeout == 7.0
     assert backend.client is backend.client  # made once
     assert TOKEN not in repr(backend)
+
+
+def test_a_jenkins_url_in_a_message_has_its_credentials_masked(settings):
+    settings.JENKINS_URL = "ftp://ci:s3cret@jenkins.example/ci?token=t0ken#top"
+    with pytest.raises(BackendRefused) as excinfo:
+        backend_for("jenkins")
+    assert str(excinfo.value).startswith(
+        "JENKINS_URL is not an http(s) address: 'ftp://***@jenkins.example/ci' "
+    )
+
+    backend = JenkinsBackend("https://ci:s3cret@jenkins.example/", "ci", "s3cret", 1.0)
+    assert repr(backend) == "<JenkinsBackend https://***@jenkins.example/ as ci>"

@@ -627,24 +627,6 @@ def test_credentials_in_the_git_remote_are_masked(logged_in, application):
     assert "https://***@git.example.com/shop.git" in html
 
 
-@pytest.mark.parametrize(
-    ("url", "shown"),
-    [
-        ("https://user:pass@host/x.git", "https://***@host/x.git"),
-        ("https://ghp_token123@github.com/o/r.git", "https://***@github.com/o/r.git"),
-        ("HTTPS://u:p@ss@host/x.git", "HTTPS://***@host/x.git"),
-        ("ssh://git:pw@host/x.git", "ssh://***@host/x.git"),
-        ("ssh://git@host/x.git", "ssh://git@host/x.git"),
-        ("git@github.com:o/r.git", "git@github.com:o/r.git"),
-        ("https://github.com/o/r.git", "https://github.com/o/r.git"),
-        ("/srv/git/shop.git", "/srv/git/shop.git"),
-        ("https://host/path@v1", "https://host/path@v1"),
-    ],
-)
-def test_mask_credentials(url, shown):
-    assert applications.mask_credentials(url) == shown
-
-
 def test_credentials_in_a_health_check_url_are_masked(logged_in, application, cluster):
     web = service(application, "web", health_check_url="https://probe:hunter2@shop.example/health")
     ecs(web, cluster, "shop-web")

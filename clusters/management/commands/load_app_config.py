@@ -2,7 +2,9 @@ import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
-from clusters.config import ConfigError, apply_app_config, parse_app_config
+from appconfig.apply import apply_app_config
+from appconfig.errors import ConfigError
+from appconfig.parse import parse_app_config
 
 
 class Command(BaseCommand):

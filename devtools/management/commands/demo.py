@@ -4,7 +4,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
-from clusters.config import apply_app_config
+from appconfig.apply import apply_app_config
 from deploys.models import Application
 from devtools.demo import (
     BUILD_COMMAND,

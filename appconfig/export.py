@@ -1,0 +1,88 @@
+"""An application's config file, from what the database holds.
+
+export_app_config_data gives the file's structure (the API serves it as JSON) and
+export_app_config the YAML: every application setting, the clusters its placements use, its
+services by phase and name with their placements. Parsed and applied, it changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import yaml
+
+from clusters.models import Placement, PlacementKind
+from deploys.models import Application
+
+from .schema import APPLICATION_FIELDS, format_duration
+
+
+def export_app_config_data(application: Application) -> dict:
+    """The application's configuration as the file's structure, from the database."""
+    data: dict[str, Any] = {"application": application.slug}
+    for path, name, kind in APPLICATION_FIELDS:
+        value = getattr(application, name)
+        if kind in ("positive_duration", "duration"):
+            value = format_duration(value)
+        elif kind == "minutes":
+            value = format_duration(value * 60)
+        section, _, key = path.rpartition(".")
+        (data.setdefault(section, {}) if section else data)[key] = value
+
+    placements = defaultdict(list)
+    for placement in (
+        Placement.objects.filter(service__application=application)
+        .select_related("cluster")
+        .order_by("id")
+    ):
+        placements[placement.service_id].append(placement)
+    clusters = {p.cluster for group in placements.values() for p in group if p.cluster_id}
+    data["clusters"] = {
+        c.name: {"region": c.region, "arn": c.arn} for c in sorted(clusters, key=lambda c: c.name)
+    }
+    data["services"] = []
+    for service in application.services.order_by("phase", "name"):
+        item: dict[str, Any] = {
+            "name": service.name,
+            "process_type": service.process_type,
+            "phase": service.phase,
+        }
+        if service.health_check_url:
+            item["health_check_url"] = service.health_check_url
+        item["placements"] = [_export_placement(p) for p in placements[service.id]]
+        data["services"].append(item)
+    return data
+
+
+def _export_placement(placement: Placement) -> dict:
+    if placement.kind == PlacementKind.LEGACY:
+        return {"legacy_job": placement.legacy_job}
+    item = {}
+    if placement.cluster_id:
+        item["cluster"] = placement.cluster.name
+    item["ecs_service"] = placement.ecs_service_name
+    item["container"] = placement.container_name
+    return item
+
+
+class _Dumper(yaml.SafeDumper):
+    def increase_indent(self, flow=False, indentless=False):
+        return super().increase_indent(flow, False)  # indent lists under their key
+
+
+def export_app_config(application: Application) -> str:
+    """The application's configuration file, as YAML, from what is in the database."""
+    header = (
+        f"# {application.slug}: Fat Controller application configuration (docs/app-config.md).\n"
+        "# Load with: manage.py load_app_config FILE\n"
+    )
+    body = yaml.dump(
+        export_app_config_data(application),
+        Dumper=_Dumper,
+        sort_keys=False,
+        default_flow_style=False,
+        allow_unicode=True,
+        width=100,
+    )
+    return header + body

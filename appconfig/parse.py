@@ -1,0 +1,511 @@
+"""Parse and validate an application config file: a valid AppConfig, or every problem found.
+
+parse_app_config never touches the database: it checks each value against the file's rules
+and the Application's field sizes, and raises ConfigError naming the path of every problem
+(keys given twice, unknown keys with the nearest known one, values of the wrong kind). A URL
+that carries credentials (lib.urls.has_credentials) is refused by an error that does not
+repeat it. Advice that does not stop the file loading goes in the result's warnings.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from typing import Any
+
+import yaml
+from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator
+
+from builds.local import split_command
+from clusters.models import PlacementKind, ProcessType, Service
+from deploys.models import Application
+from lib.git import InvalidBranchName, validate_branch_name
+from lib.urls import has_credentials
+
+from .errors import ConfigError
+from .schema import (
+    APPLICATION_FIELDS,
+    BACK_TYPES,
+    BACKENDS,
+    BUILD_KEYS,
+    CLUSTER_KEYS,
+    FRONT_TYPES,
+    MAX_INTEGER,
+    PLACEMENT_KEYS,
+    ROLLOUT_KEYS,
+    SERVICE_KEYS,
+    TOP_KEYS,
+    AppConfig,
+    ClusterConfig,
+    PlacementConfig,
+    ServiceConfig,
+    format_duration,
+    parse_duration,
+)
+
+_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d+")
+_CLUSTER_ARN = re.compile(r"arn:aws[a-z-]*:ecs:([a-z0-9-]+):\d{12}:cluster/[A-Za-z0-9_-]+")
+_SLUG = re.compile(r"[-a-zA-Z0-9_]+")
+# Said, never the URL itself, when a URL in the file carries credentials (lib.urls' rule).
+_CREDENTIALS = "must not carry credentials (a user, token or password before the host)"
+
+
+# YAML
+
+
+class _Loader(yaml.SafeLoader):
+    """The safe loader, noting keys given twice in a mapping (plain YAML keeps the last)."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self.duplicates: list[str] = []
+
+
+def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> dict:
+    seen: dict[Any, int] = {}
+    for key_node, _value_node in node.value:
+        if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = loader.construct_object(key_node)
+        line = key_node.start_mark.line + 1
+        if key in seen:
+            loader.duplicates.append(
+                f"line {line}: key {key!r} is given twice (first on line {seen[key]})"
+            )
+        seen.setdefault(key, line)
+    return loader.construct_mapping(node)
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _load_yaml(text: str) -> Any:
+    loader = _Loader(text)
+    try:
+        data = loader.get_single_data()
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"not valid YAML: {exc}"]) from None
+    finally:
+        loader.dispose()
+    if loader.duplicates:
+        raise ConfigError(loader.duplicates)
+    return data
+
+
+# Parsing
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _describe_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, int | float):
+        return f"the number {value}"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    if value is None:
+        return "nothing"
+    return f"{type(value).__name__} {value!r}"
+
+
+def _did_you_mean(word: str, choices) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+class _Parser:
+    def __init__(self):
+        self.errors: list[str] = []
+        self.warnings: list[str] = []
+        self.declared_clusters: set = set()  # every cluster named, even one with a bad value
+
+    def error(self, path: str, message: str) -> None:
+        self.errors.append(f"{path}: {message}" if path else message)
+
+    def mapping(self, value, path, allowed, required=()) -> dict | None:
+        """The known keys of a mapping; unknown keys and missing required ones are errors."""
+        if not isinstance(value, dict):
+            self.error(path or "the file", f"must be a mapping, not {_describe_value(value)}")
+            return None
+        known = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                self.error(_join(path, str(key)), "keys must be strings (quote it)")
+            elif key not in allowed:
+                hint = _did_you_mean(key, allowed) or f" (known keys: {', '.join(allowed)})"
+                self.error(_join(path, key), "unknown key" + hint)
+            else:
+                known[key] = item
+        for key in required:
+            if key not in value:
+                self.error(_join(path, key), "required")
+        return known
+
+    def text(self, value, path, *, max_length, optional=False) -> str | None:
+        """A string; optional ones may be empty (null counts as empty)."""
+        if value is None and optional:
+            return ""
+        if not isinstance(value, str):
+            self.error(path, f"must be a string, not {_describe_value(value)}")
+            return None
+        if not value.strip() and not optional:
+            self.error(path, "must not be empty")
+            return None
+        if len(value) > max_length:
+            self.error(path, f"must be at most {max_length} characters, not {len(value)}")
+            return None
+        return value
+
+    def integer(self, value, path, *, minimum) -> int | None:
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.error(path, f"must be a whole number, not {_describe_value(value)}")
+            return None
+        if not minimum <= value <= MAX_INTEGER:
+            if minimum == 1:
+                self.error(path, f"must be a positive whole number, not {value}")
+            else:
+                self.error(path, f"must be a whole number of at least {minimum}, not {value}")
+            return None
+        return value
+
+    def duration(self, value, path, *, positive=False) -> int | None:
+        try:
+            seconds = parse_duration(value)
+        except ValueError:
+            self.error(
+                path,
+                f"{_describe_value(value)} is not a duration: write 90s, 10m, 1h, 1h30m "
+                "or a whole number of seconds",
+            )
+            return None
+        if seconds > MAX_INTEGER:
+            self.error(path, "is too long")
+            return None
+        if positive and seconds == 0:
+            self.error(path, "must be longer than 0s")
+            return None
+        return seconds
+
+    def choice(self, value, path, choices) -> str | None:
+        if not isinstance(value, str) or value not in choices:
+            shown = repr(value) if isinstance(value, str) else _describe_value(value)
+            hint = _did_you_mean(value, choices) if isinstance(value, str) else ""
+            self.error(path, f"{shown} is not one of {', '.join(choices)}{hint}")
+            return None
+        return value
+
+    def application_value(self, value, path, field_name, kind):
+        max_length = Application._meta.get_field(field_name).max_length
+        if kind == "text":
+            return self.text(value, path, max_length=max_length)
+        if kind == "optional_text":
+            return self.text(value, path, max_length=max_length, optional=True)
+        if kind == "git_remote":
+            remote = self.text(value, path, max_length=max_length)
+            if remote is not None and remote.startswith("-"):
+                self.error(path, "must not start with '-'")
+                return None
+            if remote is not None and has_credentials(remote):
+                self.error(path, f"{_CREDENTIALS}: git uses the worker's SSH keys")
+                return None
+            return remote
+        if kind == "branch":
+            branch = self.text(value, path, max_length=max_length)
+            if branch is not None:
+                try:
+                    validate_branch_name(branch)
+                except InvalidBranchName as exc:
+                    self.error(path, str(exc))
+                    return None
+            return branch
+        if kind == "command":
+            command = self.text(value, path, max_length=max_length)
+            if command is not None:
+                try:
+                    split_command(command)
+                except ValueError as exc:
+                    self.error(path, f"cannot be split like a shell would: {exc}")
+                    return None
+            return command
+        if kind == "backend":
+            return self.choice(value, path, BACKENDS)
+        if kind == "positive_duration":
+            return self.duration(value, path, positive=True)
+        if kind == "duration":
+            return self.duration(value, path)
+        if kind == "minutes":
+            seconds = self.duration(value, path)
+            if seconds is not None and seconds % 60:
+                self.error(path, f"must be whole minutes, not {format_duration(seconds)}")
+                return None
+            return None if seconds is None else seconds // 60
+        if kind == "count":
+            return self.integer(value, path, minimum=0)
+        if kind == "image":
+            image = self.text(value, path, max_length=max_length, optional=True)
+            if image and ("@" in image or ":" in image.rsplit("/", 1)[-1]):
+                self.error(path, "give the repository without a tag or digest: builds add the tag")
+                return None
+            return image
+        raise AssertionError(kind)
+
+    def cluster(self, name, value, path) -> ClusterConfig | None:
+        known = self.mapping(value, path, CLUSTER_KEYS)
+        if known is None:
+            return None
+        region = arn = None
+        if "region" in known:
+            region = self.text(known["region"], _join(path, "region"), max_length=40)
+            if region is not None and not _REGION.fullmatch(region):
+                self.error(_join(path, "region"), f"{region!r} is not an AWS region")
+                region = None
+        if "arn" in known:
+            arn = self.text(known["arn"], _join(path, "arn"), max_length=300, optional=True)
+            match = _CLUSTER_ARN.fullmatch(arn) if arn else None
+            if arn and not match:
+                self.error(_join(path, "arn"), f"{arn!r} is not an ECS cluster ARN")
+            elif match and region and match.group(1) != region:
+                self.error(
+                    _join(path, "arn"),
+                    f"is in region {match.group(1)}, but the cluster's region is {region}",
+                )
+        return ClusterConfig(name=name, region=region, arn=arn)
+
+    def placement(self, value, path) -> PlacementConfig | None:
+        known = self.mapping(value, path, PLACEMENT_KEYS)
+        if known is None:
+            return None
+        if "legacy_job" in known:
+            others = [key for key in ("cluster", "ecs_service", "container") if key in known]
+            if others:
+                self.error(
+                    path, f"a legacy placement takes only legacy_job, not {', '.join(others)}"
+                )
+            job = self.text(known["legacy_job"], _join(path, "legacy_job"), max_length=255)
+            if others or job is None:
+                return None
+            return PlacementConfig(kind=PlacementKind.LEGACY.value, legacy_job=job)
+        if not known:
+            self.error(
+                path,
+                "give cluster, ecs_service and container for an ECS placement, "
+                "or legacy_job for a legacy one",
+            )
+            return None
+        ok = True
+        needed = (
+            ("cluster", "a cluster"),
+            ("ecs_service", "an ecs_service"),
+            ("container", "a container"),
+        )
+        for key, missing in needed:
+            if key not in known:
+                self.error(path, f"an ECS placement needs {missing}")
+                ok = False
+        cluster = ecs_service = container = None
+        if "cluster" in known:
+            cluster = self.text(known["cluster"], _join(path, "cluster"), max_length=200)
+            if cluster is not None and cluster not in self.declared_clusters:
+                names = [c for c in self.declared_clusters if isinstance(c, str)]
+                self.error(
+                    _join(path, "cluster"),
+                    f"no cluster {cluster!r} under clusters" + _did_you_mean(cluster, names),
+                )
+                cluster = None
+        if "ecs_service" in known:
+            ecs_service = self.text(
+                known["ecs_service"], _join(path, "ecs_service"), max_length=255
+            )
+        if "container" in known:  # the container whose image deploys replace
+            container = self.text(known["container"], _join(path, "container"), max_length=255)
+        if not ok or cluster is None or ecs_service is None or container is None:
+            return None
+        return PlacementConfig(
+            kind=PlacementKind.ECS.value,
+            cluster=cluster,
+            ecs_service=ecs_service,
+            container=container,
+        )
+
+    def service(self, value, path) -> ServiceConfig | None:
+        known = self.mapping(value, path, SERVICE_KEYS, required=("name", "process_type"))
+        if known is None:
+            return None
+        name = process_type = None
+        if "name" in known:
+            name = self.text(known["name"], _join(path, "name"), max_length=200)
+        if "process_type" in known:
+            process_type = self.choice(
+                known["process_type"], _join(path, "process_type"), ProcessType.values
+            )
+        phase = 1
+        if "phase" in known:
+            phase = self.integer(known["phase"], _join(path, "phase"), minimum=1)
+        health_check_url = ""
+        if "health_check_url" in known:
+            health_check_url = self.text(
+                known["health_check_url"],
+                _join(path, "health_check_url"),
+                max_length=Service._meta.get_field("health_check_url").max_length,
+                optional=True,
+            )
+            if health_check_url and has_credentials(health_check_url):
+                self.error(
+                    _join(path, "health_check_url"),
+                    f"{_CREDENTIALS}: the file is no place for a secret",
+                )
+                health_check_url = None
+            elif health_check_url:
+                try:
+                    URLValidator(schemes=["http", "https"])(health_check_url)
+                except ValidationError:
+                    self.error(
+                        _join(path, "health_check_url"),
+                        f"{health_check_url!r} is not an http(s) URL",
+                    )
+                    health_check_url = None
+        placements: list[PlacementConfig | None] = []
+        if "placements" in known:
+            items = known["placements"]
+            if not isinstance(items, list):
+                self.error(
+                    _join(path, "placements"),
+                    f"must be a list, not {_describe_value(items)} (write [] for none)",
+                )
+            else:
+                placements = [
+                    self.placement(item, f"{path}.placements[{n}]") for n, item in enumerate(items)
+                ]
+        if None in (name, process_type, phase, health_check_url) or None in placements:
+            return None
+        if not placements:
+            self.warnings.append(f"{path}: service {name!r} has no placements: deploys skip it")
+        return ServiceConfig(
+            name=name,
+            process_type=process_type,
+            phase=phase,
+            health_check_url=health_check_url,
+            placements=placements,
+        )
+
+
+def parse_app_config(text: str) -> AppConfig:
+    """Parse and validate a file; raise ConfigError with every problem found.
+
+    The returned config's warnings hold advice that does not stop the file being loaded.
+    """
+    data = _load_yaml(text)
+    if data is None:
+        raise ConfigError(["the file is empty: it needs at least application and services"])
+    parser = _Parser()
+    top = parser.mapping(data, "", TOP_KEYS, required=("application", "services"))
+    if top is None:
+        raise ConfigError(parser.errors)
+    sections = {"": top}
+    for section, keys in (("build", BUILD_KEYS), ("rollout", ROLLOUT_KEYS)):
+        if section in top:
+            sections[section] = parser.mapping(top[section], section, keys) or {}
+
+    slug = None
+    if "application" in top:
+        slug = parser.text(top["application"], "application", max_length=50)
+        if slug is not None and not _SLUG.fullmatch(slug):
+            parser.error("application", f"{slug!r} is not a slug (letters, digits, - and _)")
+            slug = None
+
+    values: dict[str, Any] = {}
+    for path, field_name, kind in APPLICATION_FIELDS:
+        section, _, key = path.rpartition(".")
+        given = sections.get(section, {})
+        if key in given:
+            values[field_name] = parser.application_value(given[key], path, field_name, kind)
+
+    clusters: dict[str, ClusterConfig] = {}
+    raw_clusters = top.get("clusters", {})
+    if not isinstance(raw_clusters, dict):
+        parser.error("clusters", f"must be a mapping, not {_describe_value(raw_clusters)}")
+        raw_clusters = {}
+    for name, value in raw_clusters.items():
+        path = f"clusters.{name}"
+        parser.declared_clusters.add(name)
+        if not isinstance(name, str) or not name.strip() or len(name) > 200:
+            parser.error(path, "a cluster's name must be a string of 1 to 200 characters")
+            continue
+        cluster = parser.cluster(name, value, path)
+        if cluster is not None:
+            clusters[name] = cluster
+
+    services: list[ServiceConfig] = []
+    raw_services = top.get("services", [])
+    if not isinstance(raw_services, list):
+        parser.error("services", f"must be a list, not {_describe_value(raw_services)}")
+        raw_services = []
+    parsed = [parser.service(item, f"services[{n}]") for n, item in enumerate(raw_services)]
+
+    # Across services: unique names, each ECS service placed once, each job once a service.
+    names: dict[str, int] = {}
+    ecs_targets: dict[tuple[str, str], str] = {}
+    used_clusters: set[str] = set()
+    for n, service in enumerate(parsed):
+        if service is None:
+            continue
+        services.append(service)
+        if service.name in names:
+            parser.error(
+                f"services[{n}].name",
+                f"{service.name!r} is already the name of services[{names[service.name]}]",
+            )
+        names.setdefault(service.name, n)
+        jobs: dict[str, str] = {}
+        for m, placement in enumerate(service.placements):
+            path = f"services[{n}].placements[{m}]"
+            if placement.kind == PlacementKind.LEGACY:
+                if placement.legacy_job in jobs:
+                    parser.error(
+                        _join(path, "legacy_job"),
+                        f"{placement.legacy_job!r} is already in {jobs[placement.legacy_job]}",
+                    )
+                jobs.setdefault(placement.legacy_job, path)
+                continue
+            used_clusters.add(placement.cluster)
+            target = (placement.cluster, placement.ecs_service)
+            if target in ecs_targets:
+                parser.error(
+                    path, f"{placement.describe()} is already placed by {ecs_targets[target]}"
+                )
+            ecs_targets.setdefault(target, path)
+
+    if parser.errors:
+        raise ConfigError(parser.errors)
+
+    warnings = _phase_warnings(services)
+    warnings += parser.warnings
+    warnings += [
+        f"clusters.{name}: not used by any placement (it is created, but export leaves it out)"
+        for name in clusters
+        if name not in used_clusters
+    ]
+    return AppConfig(slug=slug, clusters=clusters, services=services, warnings=warnings, **values)
+
+
+def _phase_warnings(services: list[ServiceConfig]) -> list[str]:
+    """Web and static services go out last, after the workers and pollers they depend on."""
+    warnings = []
+    back = [(n, s) for n, s in enumerate(services) if s.process_type in BACK_TYPES]
+    for n, service in enumerate(services):
+        if service.process_type not in FRONT_TYPES:
+            continue
+        later = [f"{s.name!r} in phase {s.phase}" for _m, s in back if s.phase > service.phase]
+        if later:
+            warnings.append(
+                f"services[{n}]: {service.process_type} service {service.name!r} goes out in "
+                f"phase {service.phase}, before the workers and pollers it may depend on "
+                f"({', '.join(later)}); web and static services belong in the last phase(s)"
+            )
+    return warnings

@@ -1,0 +1,141 @@
+"""What an application config file may say, and what parsing one gives.
+
+The keys each section allows, the Application fields the file sets (with the kind of value
+each takes), and the dataclasses parse fills in: an application setting left as None was
+not in the file. Durations are written as 90s, 10m, 1h or 1h30m; parse_duration reads them
+and format_duration writes the largest whole unit, so an exported file reads back the same.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from clusters.models import PlacementKind, ProcessType
+
+MAX_INTEGER = 2**31 - 1  # PositiveIntegerField's upper bound on PostgreSQL
+BACKENDS = ("local", "jenkins")
+FRONT_TYPES = (ProcessType.WEB, ProcessType.STATIC)
+BACK_TYPES = (ProcessType.WORKER, ProcessType.POLLER)
+
+TOP_KEYS = (
+    "application",
+    "name",
+    "git_remote",
+    "default_branch",
+    "build",
+    "image_repository",
+    "rollout",
+    "clusters",
+    "services",
+)
+BUILD_KEYS = ("backend", "command", "jenkins_job", "timeout", "hold_window", "auto_retries")
+ROLLOUT_KEYS = ("phase_timeout", "soak")
+CLUSTER_KEYS = ("region", "arn")
+SERVICE_KEYS = ("name", "process_type", "phase", "health_check_url", "placements")
+PLACEMENT_KEYS = ("cluster", "ecs_service", "container", "legacy_job")
+
+# The application's settings: (path in the file, Application field, kind of value).
+APPLICATION_FIELDS = (
+    ("name", "name", "text"),
+    ("git_remote", "git_remote_url", "git_remote"),
+    ("default_branch", "default_branch", "branch"),
+    ("build.backend", "build_backend", "backend"),
+    ("build.command", "build_command", "command"),
+    ("build.jenkins_job", "jenkins_job", "optional_text"),
+    ("build.timeout", "build_timeout_seconds", "positive_duration"),
+    ("build.hold_window", "build_hold_minutes", "minutes"),
+    ("build.auto_retries", "build_auto_retries", "count"),
+    ("image_repository", "image_repository", "image"),
+    ("rollout.phase_timeout", "phase_timeout_seconds", "positive_duration"),
+    ("rollout.soak", "soak_seconds", "duration"),
+)
+
+_DURATION = re.compile(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    name: str
+    region: str | None = None  # None: not given (left alone, or the default when created)
+    arn: str | None = None
+
+
+@dataclass(frozen=True)
+class PlacementConfig:
+    kind: str  # "ecs" or "legacy"
+    cluster: str = ""
+    ecs_service: str = ""
+    container: str = ""
+    legacy_job: str = ""
+
+    def describe(self) -> str:
+        if self.kind == PlacementKind.LEGACY:
+            return f"legacy job {self.legacy_job}"
+        return f"{self.cluster}/{self.ecs_service}"
+
+
+@dataclass
+class ServiceConfig:
+    name: str
+    process_type: str
+    phase: int = 1
+    health_check_url: str = ""
+    placements: list[PlacementConfig] = field(default_factory=list)
+
+
+@dataclass
+class AppConfig:
+    """A parsed file. An application setting left as None was not in the file."""
+
+    slug: str
+    name: str | None = None
+    git_remote_url: str | None = None
+    default_branch: str | None = None
+    build_backend: str | None = None
+    build_command: str | None = None
+    jenkins_job: str | None = None
+    build_timeout_seconds: int | None = None
+    build_hold_minutes: int | None = None
+    build_auto_retries: int | None = None
+    image_repository: str | None = None
+    phase_timeout_seconds: int | None = None
+    soak_seconds: int | None = None
+    clusters: dict[str, ClusterConfig] = field(default_factory=dict)
+    services: list[ServiceConfig] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list, compare=False)
+
+    def application_values(self) -> dict[str, Any]:
+        """The Application fields the file sets, by field name."""
+        values = {}
+        for _path, name, _kind in APPLICATION_FIELDS:
+            value = getattr(self, name)
+            if value is not None:
+                values[name] = value
+        return values
+
+
+def parse_duration(value: Any) -> int:
+    """Seconds from 90s, 10m, 1h, 1h30m or a whole number of seconds; ValueError if not."""
+    if isinstance(value, bool):
+        raise ValueError(value)
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(value)
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        match = _DURATION.fullmatch(text)
+        if text and match:
+            hours, minutes, seconds = (int(group or 0) for group in match.groups())
+            return hours * 3600 + minutes * 60 + seconds
+    raise ValueError(value)
+
+
+def format_duration(seconds: int) -> str:
+    if seconds and seconds % 3600 == 0:
+        return f"{seconds // 3600}h"
+    if seconds and seconds % 60 == 0:
+        return f"{seconds // 60}m"
+    return f"{seconds}s"
