@@ -1,4 +1,5 @@
-"""What a person can do to deploys: queue, cancel, abandon, retry a build.
+"""What a person can do to deploys: queue, cancel, abandon, retry a build, roll back to a
+release; and which of these a deploy offers now (allowed_actions, for pages and API alike).
 
 Views and the API call these and hold no logic of their own. Bad input raises
 DeployRequestError (field -> messages) and changes nothing, text with a NUL or a lone
@@ -16,11 +17,29 @@ from .git import GitError, InvalidBranchName, validate_branch_name
 from .models import Application, Deploy, RolloutStatus, ServiceRollout
 from .pipeline import repository_for, start_build
 from .statemachine import transition
-from .states import ACTIVE_STATES, Mode, State
+from .states import ACTIVE_STATES, MEANING, Action, Mode, State, states_allowing
 
 # A rollback is queued by roll_back_to, from the release it restores.
 QUEUEABLE_MODES = (Mode.DEPLOY.value, Mode.MERGE_ONLY.value)
-CANCELLABLE = frozenset({State.QUEUED, State.MERGING, State.BUILDING, State.BUILD_FAILED})
+CANCELLABLE = states_allowing(Action.CANCEL)
+
+
+def allowed_actions(deploy: Deploy, user) -> frozenset[Action]:
+    """The buttons `deploy` offers `user` now: what its state allows (states.MEANING), but a
+    roll back to a release only when that release rolled something out.
+
+    Every logged-in person may press them all today; roles per application (DESIGN.md, "Who
+    may do what") are to narrow them here, for pages and API at once.
+    """
+    allowed = MEANING[State(deploy.state)].actions
+    if Action.ROLL_BACK_TO in allowed and not _shipped(deploy):
+        allowed -= {Action.ROLL_BACK_TO}
+    return allowed
+
+
+def _shipped(release: Deploy) -> list[ServiceRollout]:
+    # Read through .all(), so a page that prefetched the rollouts asks nothing more.
+    return [r for r in release.rollouts.all() if r.status == RolloutStatus.DONE]
 
 
 class DeployRequestError(Exception):
@@ -122,7 +141,7 @@ def abandon(deploy: Deploy, *, actor) -> Deploy:
         deploy.pk,
         State.ABANDONED,
         actor=actor,
-        from_states=frozenset({State.BUILD_FAILED}),
+        from_states=states_allowing(Action.ABANDON),
         message=f"abandoned by {actor} after a failed build",
     )
     return deploy
@@ -133,7 +152,7 @@ def retry_build(deploy: Deploy, *, actor) -> Deploy:
     return start_build(
         deploy.pk,
         actor=actor,
-        from_states=frozenset({State.BUILD_FAILED}),
+        from_states=states_allowing(Action.RETRY_BUILD),
         message=f"{actor} asked for the build to run again",
         held_until=None,
     )
@@ -141,11 +160,11 @@ def retry_build(deploy: Deploy, *, actor) -> Deploy:
 
 def roll_back_to(release: Deploy, *, actor) -> Deploy:
     """Queue a deploy of its own that puts back the revisions `release` rolled out."""
-    if release.state != State.SUCCEEDED:
+    if release.state not in states_allowing(Action.ROLL_BACK_TO):
         raise DeployRequestError(
             {"deploy": [f"Deploy #{release.pk} did not succeed: only a release can be restored."]}
         )
-    shipped = list(release.rollouts.filter(status=RolloutStatus.DONE))
+    shipped = _shipped(release)
     if not shipped:
         raise DeployRequestError(
             {"deploy": [f"Deploy #{release.pk} rolled nothing out to ECS: nothing to restore."]}

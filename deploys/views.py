@@ -119,10 +119,7 @@ def _deploy_context(request, pk: int) -> dict:
         "builds": builds,
         "steps": dashboard.steps(deploy, phases, rollouts),
         "position": slot.queue_position(deploy),
-        "can_cancel": deploy.state in actions.CANCELLABLE,
-        "can_retry": deploy.state == "build_failed",
-        "can_roll_back_to": deploy.state == "succeeded"
-        and any(r.status == "done" for r in rollouts),
+        "actions": actions.allowed_actions(deploy, request.user),
     }
 
 
