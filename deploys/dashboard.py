@@ -142,12 +142,12 @@ def steps(deploy: Deploy, phases: list[int], rollouts: list[ServiceRollout] | No
     phase_numbers = sorted({r.phase for r in rollouts}) or phases
     default_branch = deploy.application.default_branch
     labels: list[tuple[str, str]] = []  # (key, label)
-    if deploy.mode != Mode.ROLLBACK:
+    if deploy.mode != Mode.RESTORE:
         labels += [("merge", "Merge"), ("build", "Build")]
     if deploy.mode != Mode.MERGE_ONLY and phase_numbers:
         labels += [(f"phase-{p}", f"Phase {p}") for p in phase_numbers]
         labels.append(("soak", "Soak"))
-    if deploy.mode != Mode.ROLLBACK:
+    if deploy.mode != Mode.RESTORE:
         labels.append(("merge-to-default", f"Merge to {default_branch}"))
 
     current_key, failed = _where(deploy, rollouts, phase_numbers)

@@ -114,7 +114,7 @@ def deploy_step(deploy: Deploy) -> None:
     if not rollouts:
         _move(deploy, State.FAILED, "there is no ECS service to deploy to: nothing was touched")
         return
-    if not any(r.status != R.PENDING for r in rollouts) and deploy.mode != Mode.ROLLBACK:
+    if not any(r.status != R.PENDING for r in rollouts) and deploy.mode != Mode.RESTORE:
         missing = _missing_image(rollouts[0].image)
         if missing:
             _move(deploy, State.FAILED, f"{missing}: no service was touched")
@@ -140,7 +140,7 @@ def deploy_step(deploy: Deploy) -> None:
         deploy,
         State.VERIFYING,
         f"every phase is out; watching for {soak} s before "
-        + ("finishing" if deploy.mode == Mode.ROLLBACK else "merging"),
+        + ("finishing" if deploy.mode == Mode.RESTORE else "merging"),
         verify_until=timezone.now() + timedelta(seconds=soak),
     )
 
@@ -168,8 +168,8 @@ def verify_step(deploy: Deploy) -> None:
         _move(deploy, State.ROLLING_BACK, "; ".join(problems) + ". Rolling back.")
         return
     if deploy.verify_until and timezone.now() >= deploy.verify_until:
-        if deploy.mode == Mode.ROLLBACK:
-            _move(deploy, State.SUCCEEDED, "healthy through the soak: the rollback is done")
+        if deploy.mode == Mode.RESTORE:
+            _move(deploy, State.SUCCEEDED, "healthy through the soak: the restore is done")
         else:
             _move(
                 deploy,
@@ -216,7 +216,7 @@ def _roll_back_one(deploy: Deploy, rollout: ServiceRollout) -> None:
 def _rollouts_of(deploy: Deploy) -> list[ServiceRollout]:
     """The deploy's rollout rows, made on first use: one per ECS placement, by phase."""
     existing = list(deploy.rollouts.select_related("placement__service", "placement__cluster"))
-    if existing or deploy.mode == Mode.ROLLBACK:
+    if existing or deploy.mode == Mode.RESTORE:
         return existing
     image = image_of(deploy, deploy.builds.filter(status=BuildStatus.SUCCEEDED).last())
     for placement in ecs_placements(deploy.application):

@@ -4,7 +4,7 @@ queued -> merging -> building -> deploying -> verifying -> merging_to_default ->
                  \\-> merge_conflict     \\-> build_failed   \\-> rolling_back -> rolled_back
                                                            rolling_back -> rollback_failed
 merge_only: queued -> merging -> building -> merging_to_default -> merged
-rollback (to an earlier release): queued -> deploying -> verifying -> succeeded
+restore (of an earlier release): queued -> deploying -> verifying -> succeeded
 any state before deploying -> cancelled; build_failed -> abandoned; a step that
 cannot go on for a reason other than a conflict or a red build -> failed (deploying
 too, when nothing was touched: a missing image).
@@ -24,7 +24,9 @@ from django.db import models
 class Mode(models.TextChoices):
     DEPLOY = "deploy", "Deploy"
     MERGE_ONLY = "merge_only", "Merge without deploying"
-    ROLLBACK = "rollback", "Roll back to an earlier release"
+    # A person putting back what an earlier release ran; not the automatic rollback, which
+    # is a state of a deploy that failed (rolling_back).
+    RESTORE = "restore", "Restore an earlier release"
 
 
 class State(models.TextChoices):
@@ -97,8 +99,8 @@ NOT_IN_MODE: dict[Mode, frozenset[State]] = {
     Mode.MERGE_ONLY: frozenset(
         {S.DEPLOYING, S.VERIFYING, S.ROLLING_BACK, S.ROLLED_BACK, S.ROLLBACK_FAILED, S.SUCCEEDED}
     ),
-    # A rollback redeploys revisions that were built and merged long ago.
-    Mode.ROLLBACK: frozenset(
+    # A restore redeploys revisions that were built and merged long ago.
+    Mode.RESTORE: frozenset(
         {
             S.MERGING,
             S.BUILDING,
@@ -111,10 +113,10 @@ NOT_IN_MODE: dict[Mode, frozenset[State]] = {
     ),
 }
 
-# Moves only one mode makes: a rollback goes straight to deploying and ends after its soak.
+# Moves only one mode makes: a restore goes straight to deploying and ends after its soak.
 MODE_ONLY_MOVES: dict[tuple[State, State], Mode] = {
-    (S.QUEUED, S.DEPLOYING): Mode.ROLLBACK,
-    (S.VERIFYING, S.SUCCEEDED): Mode.ROLLBACK,
+    (S.QUEUED, S.DEPLOYING): Mode.RESTORE,
+    (S.VERIFYING, S.SUCCEEDED): Mode.RESTORE,
 }
 
 
@@ -136,7 +138,7 @@ class Action(StrEnum):
     CANCEL = "cancel"
     ABANDON = "abandon"
     RETRY_BUILD = "retry-build"
-    ROLL_BACK_TO = "rollback"
+    RESTORE = "restore"
 
 
 # The kinds of chat message, each with its emoji in deploys/notify.py.
@@ -210,7 +212,7 @@ MEANING: dict[State, Meaning] = {
         watches=True,
         bar="phase",
         bar_failed=False,
-        # Told only from queued, i.e. a rollback-mode deploy: an ordinary deploy's rollout
+        # Told only from queued, i.e. a restore: an ordinary deploy's rollout
         # started when it began merging.
         said=Said(START, "started", unless_from=frozenset({S.BUILDING})),
         actions=NO_ACTIONS,
@@ -246,7 +248,7 @@ MEANING: dict[State, Meaning] = {
         bar_failed=False,
         said=Said(SUCCESS, "succeeded"),
         # Only a release that rolled something out (deploys.actions.allowed_actions).
-        actions=frozenset({Action.ROLL_BACK_TO}),
+        actions=frozenset({Action.RESTORE}),
     ),
     S.MERGED: Meaning(
         step=None,

@@ -61,10 +61,10 @@ def test_what_chat_is_told_names_a_known_kind_and_real_moves(state):
         assert state in TRANSITIONS[before], f"{before} never moves to {state}"
 
 
-def test_final_states_offer_nothing_but_a_roll_back_to_a_release():
+def test_final_states_offer_nothing_but_a_restore_of_a_release():
     for state in FINAL_STATES - {State.SUCCEEDED}:
         assert MEANING[state].actions == frozenset(), state
-    assert states_allowing(Action.ROLL_BACK_TO) == {State.SUCCEEDED}
+    assert states_allowing(Action.RESTORE) == {State.SUCCEEDED}
 
 
 def test_each_action_is_offered_only_where_the_table_lets_it_move():
@@ -115,7 +115,7 @@ def test_the_deploy_page_offers_exactly_the_allowed_actions(
     assert button_actions(html) == {action.value for action in allowed}
 
 
-def test_a_release_that_rolled_nothing_out_offers_no_roll_back(client, user, application):
+def test_a_release_that_rolled_nothing_out_offers_no_restore(client, user, application):
     client.force_login(user)
     release = in_state(application, user, State.SUCCEEDED)
     assert allowed_actions(release, user) == frozenset()
