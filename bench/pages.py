@@ -307,7 +307,7 @@ def _final_deploy(rng, app, state, finished, people, weights):
     if state == "merged":
         mode = "merge_only"
     elif state == "succeeded" and rng.random() < 0.02:
-        mode = "rollback"
+        mode = "restore"
     elif state in ("rolled_back", "rollback_failed") or rng.random() < 0.8:
         mode = "deploy"
     else:
@@ -322,7 +322,7 @@ def _final_deploy(rng, app, state, finished, people, weights):
         note=rng.choice(NOTES) if rng.random() < 0.1 else "",
         state=state,
         head_sha="" if never_started else f"{rng.getrandbits(160):040x}",
-        candidate_sha="" if never_started or mode == "rollback" else f"{rng.getrandbits(160):040x}",
+        candidate_sha="" if never_started or mode == "restore" else f"{rng.getrandbits(160):040x}",
         commits=[] if never_started else _commits(rng, people),
         started_at=None if never_started else started,
         finished_at=finished,

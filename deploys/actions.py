@@ -1,4 +1,5 @@
-"""What a person can do to deploys: queue, cancel, abandon, retry a build.
+"""What a person can do to deploys: queue, cancel, abandon, retry a build, restore a release;
+and which of these a deploy offers now (allowed_actions, for pages and API alike).
 
 Views and the API call these and hold no logic of their own. Bad input raises
 DeployRequestError (field -> messages) and changes nothing, text with a NUL or a lone
@@ -16,11 +17,29 @@ from . import pipeline, slot
 from .models import Application, Deploy, RolloutStatus, ServiceRollout
 from .pipeline import repository_for, start_build
 from .statemachine import transition
-from .states import ACTIVE_STATES, Mode, State
+from .states import ACTIVE_STATES, MEANING, Action, Mode, State, states_allowing
 
-# A rollback is queued by roll_back_to, from the release it restores.
+# A restore is queued by restore(), from the release it puts back.
 QUEUEABLE_MODES = (Mode.DEPLOY.value, Mode.MERGE_ONLY.value)
-CANCELLABLE = frozenset({State.QUEUED, State.MERGING, State.BUILDING, State.BUILD_FAILED})
+CANCELLABLE = states_allowing(Action.CANCEL)
+
+
+def allowed_actions(deploy: Deploy, user) -> frozenset[Action]:
+    """The buttons `deploy` offers `user` now: what its state allows (states.MEANING), but a
+    restore only of a release that rolled something out.
+
+    Every logged-in person may press them all today; roles per application (DESIGN.md, "Who
+    may do what") are to narrow them here, for pages and API at once.
+    """
+    allowed = MEANING[State(deploy.state)].actions
+    if Action.RESTORE in allowed and not _shipped(deploy):
+        allowed -= {Action.RESTORE}
+    return allowed
+
+
+def _shipped(release: Deploy) -> list[ServiceRollout]:
+    # Read through .all(), so a page that prefetched the rollouts asks nothing more.
+    return [r for r in release.rollouts.all() if r.status == RolloutStatus.DONE]
 
 
 class DeployRequestError(Exception):
@@ -122,7 +141,7 @@ def abandon(deploy: Deploy, *, actor) -> Deploy:
         deploy.pk,
         State.ABANDONED,
         actor=actor,
-        from_states=frozenset({State.BUILD_FAILED}),
+        from_states=states_allowing(Action.ABANDON),
         message=f"abandoned by {actor} after a failed build",
     )
     return deploy
@@ -133,37 +152,37 @@ def retry_build(deploy: Deploy, *, actor) -> Deploy:
     return start_build(
         deploy.pk,
         actor=actor,
-        from_states=frozenset({State.BUILD_FAILED}),
+        from_states=states_allowing(Action.RETRY_BUILD),
         message=f"{actor} asked for the build to run again",
         held_until=None,
     )
 
 
-def roll_back_to(release: Deploy, *, actor) -> Deploy:
+def restore(release: Deploy, *, actor) -> Deploy:
     """Queue a deploy of its own that puts back the revisions `release` rolled out."""
-    if release.state != State.SUCCEEDED:
+    if release.state not in states_allowing(Action.RESTORE):
         raise DeployRequestError(
             {"deploy": [f"Deploy #{release.pk} did not succeed: only a release can be restored."]}
         )
-    shipped = list(release.rollouts.filter(status=RolloutStatus.DONE))
+    shipped = _shipped(release)
     if not shipped:
         raise DeployRequestError(
             {"deploy": [f"Deploy #{release.pk} rolled nothing out to ECS: nothing to restore."]}
         )
     try:
         with transaction.atomic():
-            rollback = Deploy.objects.create(
+            restoring = Deploy.objects.create(
                 application=release.application,
-                branch=f"rollback-to-{release.pk}",
-                mode=Mode.ROLLBACK,
+                branch=f"restore-{release.pk}",
+                mode=Mode.RESTORE,
                 requester=actor,
                 rollback_of=release,
                 candidate_sha=release.candidate_sha,
-                note=f"roll back to deploy #{release.pk} ({release.branch})",
+                note=f"restore deploy #{release.pk} ({release.branch})",
             )
             ServiceRollout.objects.bulk_create(
                 ServiceRollout(
-                    deploy=rollback,
+                    deploy=restoring,
                     placement_id=done.placement_id,
                     phase=done.phase,
                     image=done.image,
@@ -171,11 +190,11 @@ def roll_back_to(release: Deploy, *, actor) -> Deploy:
                 )
                 for done in shipped
             )
-            slot.record_queued(rollback)
+            slot.record_queued(restoring)
     except IntegrityError:
         raise DeployRequestError(
-            {"deploy": [f"A rollback to deploy #{release.pk} is already queued or running."]}
+            {"deploy": [f"A restore of deploy #{release.pk} is already queued or running."]}
         ) from None
     application_id = release.application_id
     transaction.on_commit(lambda: slot.advance(application_id))
-    return rollback
+    return restoring

@@ -80,16 +80,16 @@ class DeployActionView(APIView):
         return Response(DeploySerializer(deploy_detail(pk)).data)
 
 
-class RollbackView(APIView):
+class RestoreView(APIView):
     """POST: queue a deploy that restores the revisions this release rolled out."""
 
     def post(self, request, pk: int):
         release = get_object_or_404(Deploy, pk=pk)
         try:
-            rollback = actions.roll_back_to(release, actor=request.user)
+            restoring = actions.restore(release, actor=request.user)
         except actions.DeployRequestError as exc:
             raise ValidationError(exc.errors) from None
-        return Response(DeploySerializer(deploy_detail(rollback.pk)).data, status.HTTP_201_CREATED)
+        return Response(DeploySerializer(deploy_detail(restoring.pk)).data, status.HTTP_201_CREATED)
 
 
 class QueueView(APIView):

@@ -24,7 +24,9 @@ urlpatterns = [
         api.DeployActionView.as_view(action=actions.retry_build),
         name="api-deploy-retry-build",
     ),
-    path("deploys/<id:pk>/rollback/", api.RollbackView.as_view(), name="api-deploy-rollback"),
+    path("deploys/<id:pk>/restore/", api.RestoreView.as_view(), name="api-deploy-restore"),
+    # Its old name, kept for the clients that call it.
+    path("deploys/<id:pk>/rollback/", api.RestoreView.as_view()),
     path(
         "deploys/<id:pk>/builds/<id:attempt>/log",
         builds_api.BuildLogView.as_view(),

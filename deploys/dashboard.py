@@ -16,7 +16,7 @@ from django.utils import timezone
 from clusters.models import Placement, PlacementKind
 
 from .models import Application, Deploy, RolloutStatus, ServiceRollout
-from .states import FINAL_STATES, SLOT_STATES, Mode, State
+from .states import FINAL_STATES, MEANING, SLOT_STATES, Mode, State
 
 RECENT_DEPLOYS = 10
 RECENT_FIELDS = (
@@ -142,12 +142,12 @@ def steps(deploy: Deploy, phases: list[int], rollouts: list[ServiceRollout] | No
     phase_numbers = sorted({r.phase for r in rollouts}) or phases
     default_branch = deploy.application.default_branch
     labels: list[tuple[str, str]] = []  # (key, label)
-    if deploy.mode != Mode.ROLLBACK:
+    if deploy.mode != Mode.RESTORE:
         labels += [("merge", "Merge"), ("build", "Build")]
     if deploy.mode != Mode.MERGE_ONLY and phase_numbers:
         labels += [(f"phase-{p}", f"Phase {p}") for p in phase_numbers]
         labels.append(("soak", "Soak"))
-    if deploy.mode != Mode.ROLLBACK:
+    if deploy.mode != Mode.RESTORE:
         labels.append(("merge-to-default", f"Merge to {default_branch}"))
 
     current_key, failed = _where(deploy, rollouts, phase_numbers)
@@ -168,20 +168,12 @@ def steps(deploy: Deploy, phases: list[int], rollouts: list[ServiceRollout] | No
 
 
 def _where(deploy: Deploy, rollouts: list[ServiceRollout], phases: list[int]) -> tuple[str, bool]:
-    state = deploy.state
-    if state in (State.QUEUED, State.MERGING, State.MERGE_CONFLICT):
-        return "merge", state == State.MERGE_CONFLICT
-    if state in (State.BUILDING, State.BUILD_FAILED, State.ABANDONED):
-        return "build", state != State.BUILDING
-    if state in (State.DEPLOYING, State.ROLLING_BACK, State.ROLLED_BACK, State.ROLLBACK_FAILED):
+    meaning = MEANING[State(deploy.state)]
+    if meaning.bar == "phase":
         pending = [r.phase for r in rollouts if r.status != RolloutStatus.DONE]
         phase = min(pending) if pending else (phases[-1] if phases else 1)
-        return f"phase-{phase}", state != State.DEPLOYING
-    if state == State.VERIFYING:
-        return "soak", False
-    if state == State.MERGING_TO_DEFAULT:
-        return "merge-to-default", False
-    return "", state not in (State.SUCCEEDED, State.MERGED)
+        return f"phase-{phase}", meaning.bar_failed
+    return meaning.bar, meaning.bar_failed
 
 
 def estimated_starts(entry: AppBoard, now: datetime) -> list[datetime | None]:

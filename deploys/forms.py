@@ -11,7 +11,7 @@ from .states import Mode
 class QueueDeployForm(TextCheckedForm):
     application = forms.SlugField(widget=forms.HiddenInput)
     branch = forms.CharField(max_length=200)
-    # A rollback is queued from the release it restores, not from here.
+    # A restore is queued from the release it puts back, not from here.
     mode = forms.ChoiceField(
         choices=[(Mode.DEPLOY, Mode.DEPLOY.label), (Mode.MERGE_ONLY, Mode.MERGE_ONLY.label)],
         initial=Mode.DEPLOY,

@@ -26,7 +26,7 @@ from django.urls import reverse
 
 from . import pipeline
 from .models import Application, DeployEvent, secret_variable
-from .states import State
+from .states import FAILURE, MEANING, ROLLBACK, START, SUCCESS, State
 
 log = logging.getLogger(__name__)
 
@@ -36,24 +36,9 @@ TIMEOUT_SECONDS = 5.0
 # The transition's message is cut to this many characters in the chat message.
 REASON_MAX_CHARS = 300
 
-START, FAILURE, ROLLBACK, SUCCESS = "start", "failure", "rollback", "success"
-
-# What each state says when a deploy enters it: (kind, words after "deploy #N of <branch>").
+# What each state says when a deploy enters it lives in states.MEANING (its `said`).
 # Left out: building, verifying, merging_to_default (steps along the way), queued.
-_SAID = {
-    State.MERGING: (START, "started"),
-    State.DEPLOYING: (START, "started"),  # only from queued, i.e. a rollback-mode deploy
-    State.BUILD_FAILED: (FAILURE, "failed to build"),
-    State.MERGE_CONFLICT: (FAILURE, "has a merge conflict"),
-    State.FAILED: (FAILURE, "failed"),
-    State.ROLLBACK_FAILED: (FAILURE, "failed, and its rollback failed too"),
-    State.ABANDONED: (FAILURE, "was abandoned"),
-    State.CANCELLED: (FAILURE, "was cancelled"),  # only once it had started
-    State.ROLLING_BACK: (ROLLBACK, "is rolling back"),
-    State.ROLLED_BACK: (ROLLBACK, "was rolled back"),
-    State.SUCCEEDED: (SUCCESS, "succeeded"),
-    State.MERGED: (SUCCESS, "was merged (nothing deployed)"),
-}
+_SAID = {state: meaning.said for state, meaning in MEANING.items() if meaning.said}
 _EMOJI = {
     START: ":rocket:",
     FAILURE: ":x:",
@@ -82,13 +67,9 @@ def webhook_url(slug: str) -> str:
 def kind_of(from_state: str, to_state: str) -> str | None:
     """start, failure, rollback or success for a move worth a message; None for the others."""
     said = _SAID.get(to_state)
-    if said is None:
+    if said is None or from_state in said.unless_from:
         return None
-    if to_state == State.DEPLOYING and from_state != State.QUEUED:
-        return None  # an ordinary deploy's rollout: it started when it began merging
-    if to_state == State.CANCELLED and from_state == State.QUEUED:
-        return None  # never started, so nobody was told about it
-    return said[0]
+    return said.kind
 
 
 # ------------------------------------------------------------------------ after a transition
@@ -150,7 +131,7 @@ def build_payload(event: DeployEvent) -> dict:
     """The message for one state change: {"text": ...} in Slack's mrkdwn."""
     deploy = event.deploy
     kind = kind_of(event.from_state, event.to_state) or FAILURE
-    words = _SAID[event.to_state][1] if event.to_state in _SAID else "moved"
+    words = _SAID[event.to_state].words if event.to_state in _SAID else "moved"
     if event.to_state == State.DEPLOYING and deploy.rollback_of_id:
         words += f": redeploying the release of deploy #{deploy.rollback_of_id}"
     person = deploy.requester.get_username()

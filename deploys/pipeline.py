@@ -20,22 +20,15 @@ from lib.git import GitError, MergeConflict, PushRejected, Repository
 from . import leases
 from .models import Application, Deploy
 from .statemachine import IllegalTransition, record_event, transition
-from .states import Mode, State
+from .states import MEANING, Mode, State
 
 log = logging.getLogger(__name__)
 
-# The task that runs the step of each state. States missing here wait for a person
-# (build_failed) or are final.
-STEP_TASKS = {
-    State.MERGING: "deploys.tasks.make_candidate",
-    State.BUILDING: "builds.tasks.run_build",
-    State.DEPLOYING: "deploys.tasks.deploy_tick",
-    State.VERIFYING: "deploys.tasks.verify_tick",
-    State.ROLLING_BACK: "deploys.tasks.rollback_tick",
-    State.MERGING_TO_DEFAULT: "deploys.tasks.merge_to_default",
-}
+# The task that runs the step of each state (states.MEANING). States missing here wait for a
+# person (build_failed) or are final.
+STEP_TASKS = {state: meaning.step for state, meaning in MEANING.items() if meaning.step}
 # States whose step is a tick that watches ECS and runs again until the state moves.
-WATCHING_STATES = frozenset({State.DEPLOYING, State.VERIFYING, State.ROLLING_BACK})
+WATCHING_STATES = frozenset(state for state, meaning in MEANING.items() if meaning.watches)
 
 
 class RetryableStepError(Exception):

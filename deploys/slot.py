@@ -34,8 +34,8 @@ def advance(application_id: int) -> Deploy | None:
             )
             if next_deploy is None:
                 return None
-            # A rollback has nothing to merge or build: it goes straight to deploying.
-            first_step = State.DEPLOYING if next_deploy.mode == Mode.ROLLBACK else State.MERGING
+            # A restore has nothing to merge or build: it goes straight to deploying.
+            first_step = State.DEPLOYING if next_deploy.mode == Mode.RESTORE else State.MERGING
             deploy, _ = transition(
                 next_deploy.pk,
                 first_step,

@@ -14,7 +14,9 @@ urlpatterns = [
     path("deploys/<id:pk>/cancel/", views.cancel, name="deploy-cancel"),
     path("deploys/<id:pk>/abandon/", views.abandon, name="deploy-abandon"),
     path("deploys/<id:pk>/retry-build/", views.retry_build, name="deploy-retry-build"),
-    path("deploys/<id:pk>/rollback/", views.roll_back_to, name="deploy-rollback"),
+    path("deploys/<id:pk>/restore/", views.restore, name="deploy-restore"),
+    # Its old name, for a page loaded before the rename.
+    path("deploys/<id:pk>/rollback/", views.restore),
     path("applications/", application_views.application_list, name="applications"),
     path("applications/<slug:slug>/", application_views.application_page, name="application"),
     path("applications/<slug:slug>/lock/", application_views.lock, name="application-lock"),

@@ -119,10 +119,7 @@ def _deploy_context(request, pk: int) -> dict:
         "builds": builds,
         "steps": dashboard.steps(deploy, phases, rollouts),
         "position": slot.queue_position(deploy),
-        "can_cancel": deploy.state in actions.CANCELLABLE,
-        "can_retry": deploy.state == "build_failed",
-        "can_roll_back_to": deploy.state == "succeeded"
-        and any(r.status == "done" for r in rollouts),
+        "actions": actions.allowed_actions(deploy, request.user),
     }
 
 
@@ -161,16 +158,16 @@ retry_build = _button(actions.retry_build, "The build runs again.")
 
 
 @require_POST
-def roll_back_to(request, pk: int):
+def restore(request, pk: int):
     release = get_object_or_404(Deploy, pk=pk)
     try:
-        rollback = actions.roll_back_to(release, actor=request.user)
+        restoring = actions.restore(release, actor=request.user)
     except actions.DeployRequestError as exc:
         return _answer(request, pk, "error", str(exc), status=400)
     return _answer(
         request,
         pk,
         "success",
-        f"Queued deploy #{rollback.pk} to roll back to this release.",
-        go_to=rollback.pk,
+        f"Queued deploy #{restoring.pk} to restore this release.",
+        go_to=restoring.pk,
     )

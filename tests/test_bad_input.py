@@ -243,7 +243,7 @@ def test_an_id_out_of_range_is_a_404(api, page, deploy, url, bad):
 
 
 @pytest.mark.parametrize("bad", OUT_OF_RANGE)
-@pytest.mark.parametrize("button", ["cancel", "abandon", "retry-build", "rollback"])
+@pytest.mark.parametrize("button", ["cancel", "abandon", "retry-build", "restore", "rollback"])
 def test_a_button_on_an_id_out_of_range_is_a_404_and_changes_nothing(
     api, page, deploy, button, bad
 ):

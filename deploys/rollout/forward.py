@@ -44,7 +44,7 @@ def deploy_step(deploy: Deploy) -> None:
     if not rollouts:
         move(deploy, State.FAILED, "there is no service to deploy to: nothing was touched")
         return
-    if not any(r.status != R.PENDING for r in rollouts) and deploy.mode != Mode.ROLLBACK:
+    if not any(r.status != R.PENDING for r in rollouts) and deploy.mode != Mode.RESTORE:
         missing = p.missing_image(rollouts)
         if missing:
             move(deploy, State.FAILED, f"{missing}: no service was touched")
@@ -71,7 +71,7 @@ def deploy_step(deploy: Deploy) -> None:
         deploy,
         State.VERIFYING,
         f"every phase is out; watching for {soak} s before "
-        + ("finishing" if deploy.mode == Mode.ROLLBACK else "merging"),
+        + ("finishing" if deploy.mode == Mode.RESTORE else "merging"),
         verify_until=timezone.now() + timedelta(seconds=soak),
     )
 

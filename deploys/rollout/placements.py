@@ -60,7 +60,7 @@ def image_of(deploy: Deploy, build) -> str:
 def rows_of(deploy: Deploy) -> list[ServiceRollout]:
     """The deploy's rollout rows, made on first use: one per placement, by phase."""
     existing = list(deploy.rollouts.select_related("placement__service", "placement__cluster"))
-    if existing or deploy.mode == Mode.ROLLBACK:
+    if existing or deploy.mode == Mode.RESTORE:
         return existing
     image = image_of(deploy, deploy.builds.filter(status=BuildStatus.SUCCEEDED).last())
     for placement in rollout_placements(deploy.application):

@@ -21,8 +21,8 @@ def verify_step(deploy: Deploy) -> None:
         move(deploy, State.ROLLING_BACK, "; ".join(problems) + ". Rolling back.")
         return
     if deploy.verify_until and timezone.now() >= deploy.verify_until:
-        if deploy.mode == Mode.ROLLBACK:
-            move(deploy, State.SUCCEEDED, "healthy through the soak: the rollback is done")
+        if deploy.mode == Mode.RESTORE:
+            move(deploy, State.SUCCEEDED, "healthy through the soak: the restore is done")
         else:
             move(
                 deploy, State.MERGING_TO_DEFAULT, "healthy through the soak; merging the candidate"

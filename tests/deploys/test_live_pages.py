@@ -84,15 +84,15 @@ def test_the_current_phase_is_the_lowest_not_out(application, user, two_phases):
     assert statuses[2:5] == [("Phase 1", "done"), ("Phase 2", "current"), ("Soak", "todo")]
 
 
-def test_merge_only_and_rollback_deploys_have_their_own_steps(application, user, two_phases):
+def test_merge_only_and_restore_deploys_have_their_own_steps(application, user, two_phases):
     merge_only = make(application, user, State.MERGING_TO_DEFAULT, mode=Mode.MERGE_ONLY)
     assert labels_and_statuses(dashboard.steps(merge_only, [1, 2], [])) == [
         ("Merge", "done"),
         ("Build", "done"),
         ("Merge to main", "current"),
     ]
-    rollback = make(application, user, State.SUCCEEDED, mode=Mode.ROLLBACK, branch="rollback-to-1")
-    assert labels_and_statuses(dashboard.steps(rollback, [1, 2], [])) == [
+    restore = make(application, user, State.SUCCEEDED, mode=Mode.RESTORE, branch="restore-1")
+    assert labels_and_statuses(dashboard.steps(restore, [1, 2], [])) == [
         ("Phase 1", "done"),
         ("Phase 2", "done"),
         ("Soak", "done"),

@@ -207,11 +207,11 @@ def test_each_move_worth_telling_posts_its_message(
     ]
 
 
-def test_a_rollback_mode_deploy_starts_when_it_takes_the_slot_into_deploying(
+def test_a_restore_starts_when_it_takes_the_slot_into_deploying(
     app, user, slack, moved, sent_tasks
 ):
     release = make_deploy(app, user, State.SUCCEEDED, branch="feature/old")
-    deploy = make_deploy(app, user, State.QUEUED, Mode.ROLLBACK, branch="main", rollback_of=release)
+    deploy = make_deploy(app, user, State.QUEUED, Mode.RESTORE, branch="main", rollback_of=release)
     moved(deploy, State.DEPLOYING, message="took the merge slot")
     run_webhook_tasks(sent_tasks)
     assert slack.texts == [

@@ -380,7 +380,7 @@ def test_a_missing_service_is_reported_clearly(
     assert service_revision(ecs, "shop-web") == "shop-web:1"
 
 
-def test_rolling_back_to_an_earlier_release_restores_its_revisions(
+def test_restoring_an_earlier_release_puts_back_its_revisions(
     shop, user, ecs, simulator, sent_tasks, drive, django_capture_on_commit_callbacks
 ):
     first = queue_and_build(shop, user, sent_tasks, django_capture_on_commit_callbacks)
@@ -398,17 +398,17 @@ def test_rolling_back_to_an_earlier_release_restores_its_revisions(
     assert service_revision(ecs, "shop-web") == "shop-web:3"
 
     with django_capture_on_commit_callbacks(execute=True):
-        back = actions.roll_back_to(first, actor=user)
+        back = actions.restore(first, actor=user)
     back = rollout_rounds(back, simulator, sent_tasks, drive)
 
     assert back.state == State.SUCCEEDED
-    assert back.mode == "rollback" and back.rollback_of == first
+    assert back.mode == "restore" and back.rollback_of == first
     for name in SERVICES:
         assert service_revision(ecs, name) == f"{name}:2"  # exactly what the first release ran
     assert back.events.filter(message__startswith="shop-web on demo: shop-web:3 -> shop-web:2")
 
 
-def test_the_rollback_button_and_api_queue_a_rollback_deploy(
+def test_the_restore_button_and_api_queue_a_restore(
     shop, user, client, ecs, simulator, sent_tasks, drive, django_capture_on_commit_callbacks
 ):
     release = queue_and_build(shop, user, sent_tasks, django_capture_on_commit_callbacks)
@@ -416,20 +416,20 @@ def test_the_rollback_button_and_api_queue_a_rollback_deploy(
     client.force_login(user)
 
     page = client.get(f"/deploys/{release.pk}/").content.decode()
-    assert "Roll back to this release" in page
+    assert "Restore this release" in page
     assert "shop-web:2" in page  # the rollout table
-    response = client.post(f"/deploys/{release.pk}/rollback/")
-    rollback = Deploy.objects.get(rollback_of=release)
-    assert response.status_code == 302 and response["Location"] == f"/deploys/{rollback.pk}/"
-    assert rollback.mode == "rollback"
-    assert rollback.rollouts.count() == 2
+    response = client.post(f"/deploys/{release.pk}/restore/")
+    restoring = Deploy.objects.get(rollback_of=release)
+    assert response.status_code == 302 and response["Location"] == f"/deploys/{restoring.pk}/"
+    assert restoring.mode == "restore"
+    assert restoring.rollouts.count() == 2
 
-    again = client.post(f"/api/deploys/{release.pk}/rollback/", content_type="application/json")
-    assert again.status_code == 400
-    assert "already queued or running" in again.json()["errors"]["deploy"][0]
-    assert (
-        "Roll back to this release" not in client.get(f"/deploys/{rollback.pk}/").content.decode()
-    )
+    # The API's path, and its old name kept as an alias: the same view, the same answer.
+    for path in ("restore", "rollback"):
+        again = client.post(f"/api/deploys/{release.pk}/{path}/", content_type="application/json")
+        assert again.status_code == 400, path
+        assert "already queued or running" in again.json()["errors"]["deploy"][0]
+    assert "Restore this release" not in client.get(f"/deploys/{restoring.pk}/").content.decode()
 
 
 def test_a_release_that_did_not_succeed_cannot_be_restored(shop, user):
@@ -437,7 +437,7 @@ def test_a_release_that_did_not_succeed_cannot_be_restored(shop, user):
         application=shop, branch="feature/x", requester=user, state=State.ROLLED_BACK
     )
     with pytest.raises(actions.DeployRequestError, match="did not succeed"):
-        actions.roll_back_to(failed, actor=user)
+        actions.restore(failed, actor=user)
 
 
 def test_a_rollout_whose_worker_died_is_picked_up_and_nothing_is_done_twice(

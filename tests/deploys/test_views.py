@@ -292,7 +292,7 @@ def test_the_deploy_mode_is_the_default_on_the_form(logged_in, application):
     response = logged_in.get("/")
     html = app_section(html_of(response), application.slug)
     assert re.search(r'<option value="deploy"[^>]*selected', html)
-    assert 'value="rollback"' not in html  # a rollback starts from the release it restores
+    assert 'value="restore"' not in html  # a restore starts from the release it puts back
     assert f'name="application" value="{application.slug}"' in html
 
 

@@ -8,7 +8,7 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-    dependencies = [("deploys", "0008_step_lease_holder")]
+    dependencies = [("deploys", "0009_restore_mode")]
 
     operations = [
         migrations.RenameField("servicerollout", "previous_task_definition", "revision_before"),
