@@ -49,6 +49,7 @@ from deploys.resume import resume_deploys
 from deploys.states import FINAL_STATES, State
 from fatcontroller.celery import app as celery_app
 from fatcontroller.ecs_simulator import EcsSimulator, create_service
+from tests.remotes import remote_main
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.skipif(
@@ -408,12 +409,6 @@ def first_resend(caplog, deploy_id: int, state: str) -> float:
         if record.name == "deploys.resume"
         and record.getMessage() == f"deploy #{deploy_id} stalled in {state}: running its step again"
     )
-
-
-def remote_main(remote: Path) -> str:
-    return subprocess.run(
-        ["git", "rev-parse", "refs/heads/main"], cwd=remote, capture_output=True, text=True
-    ).stdout.strip()
 
 
 def assert_nothing_left_behind(deploy_id: int) -> None:

@@ -4,8 +4,6 @@ The worker runs in a thread of this process (celery.contrib.testing), so it sees
 pytest-django's test database; the broker is the REDIS_URL that CI sets.
 """
 
-import subprocess
-
 import pytest
 from celery.contrib.testing.worker import start_worker
 from django.conf import settings
@@ -13,6 +11,7 @@ from django.conf import settings
 from deploys.models import Deploy
 from deploys.states import FINAL_STATES, State
 from fatcontroller.celery import app as celery_app
+from tests.remotes import remote_main
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.skipif(
@@ -45,12 +44,6 @@ def state_of(deploy_id):
 def wait_for_state(deploy_id, *states, timeout=60.0):
     wait_for(lambda: state_of(deploy_id) in states, timeout, f"deploy #{deploy_id} in {states}")
     return state_of(deploy_id)
-
-
-def remote_main(remote):
-    return subprocess.run(
-        ["git", "rev-parse", "refs/heads/main"], cwd=remote, capture_output=True, text=True
-    ).stdout.strip()
 
 
 def queue(api, branch, mode="merge_only"):
