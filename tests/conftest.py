@@ -117,6 +117,13 @@ def other_user(db):
 
 
 @pytest.fixture
+def logged_in(client, user):
+    """The test client, logged in as `user`."""
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
 def api(user):
     """The API as the logged-in `user`."""
     from rest_framework.test import APIClient

@@ -5,30 +5,15 @@ production backend has to handle: see the module docstring of tests/jenkins_stan
 """
 
 import time
-from collections.abc import Callable
-from typing import TypeVar
 
 import jenkins
 import pytest
 import requests
 
 from tests.jenkins_standin import JENKINS_VERSION, JenkinsStandin
+from tests.waiting import wait_until
 
 USER, TOKEN, JOB = "fatcontroller", "s3cret-token", "demo-shop"
-
-T = TypeVar("T")
-
-
-def wait_for(predicate: Callable[[], T], what: str, timeout: float = 5.0) -> T:
-    """Poll until predicate() is truthy; return its value. A deadline, never a fixed sleep."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
 
 
 def http_status(exc: BaseException) -> int | None:
@@ -64,7 +49,7 @@ def started(server: jenkins.Jenkins, queue_id: int) -> dict:
         item = server.get_queue_item(queue_id)
         return item if item.get("executable") else None
 
-    return wait_for(executable, f"queue item {queue_id} to start")
+    return wait_until(executable, what=f"queue item {queue_id} to start")
 
 
 def finished(server: jenkins.Jenkins, number: int, job: str = JOB) -> dict:
@@ -72,7 +57,7 @@ def finished(server: jenkins.Jenkins, number: int, job: str = JOB) -> dict:
         info = server.get_build_info(job, number)
         return info if not info["building"] else None
 
-    return wait_for(done, f"{job} #{number} to finish")
+    return wait_until(done, what=f"{job} #{number} to finish")
 
 
 def run(server: jenkins.Jenkins, parameters: dict | None = None) -> dict:
@@ -175,9 +160,9 @@ def test_flake_plan_fails_then_succeeds(standin, server):
 def test_hung_build_is_stopped_and_aborted(standin, server):
     standin.plan(JOB, "hang")
     number = started(server, server.build_job(JOB, {"BRANCH": "main"}))["executable"]["number"]
-    wait_for(
+    wait_until(
         lambda: "Waiting for the deployment lock" in server.get_build_console_output(JOB, number),
-        "the hung build to log",
+        what="the hung build to log",
     )
     assert server.get_build_info(JOB, number)["building"] is True
 
@@ -318,7 +303,7 @@ def test_progressive_text_through_python_jenkins_own_session(standin, server):
             return False
         return True
 
-    wait_for(read_more, "the log to be complete")
+    wait_until(read_more, what="the log to be complete")
     assert more_data_seen >= 2
     assert server._session.auth is not None
     log = "".join(chunks)
@@ -343,7 +328,7 @@ def test_queue_item_is_forgotten_after_its_ttl(standin, server):
             return exc
         return None
 
-    exc = wait_for(forgotten, "the queue item to be forgotten")
+    exc = wait_until(forgotten, what="the queue item to be forgotten")
     assert type(exc) is jenkins.JenkinsException  # the NotFoundException is re-wrapped
     assert str(exc) == f"queue number[{queue_id}] does not exist"
     assert http_status(exc) == 404
@@ -414,9 +399,9 @@ def test_queue_merges_duplicates_blocks_and_cancels(standin, server):
     assert cancelled["executable"] is None
 
     number = started(server, first)["executable"]["number"]
-    blocked = wait_for(
+    blocked = wait_until(
         lambda: (item := server.get_queue_item(second))["blocked"] and item,
-        "the second build to be blocked by the first",
+        what="the second build to be blocked by the first",
     )
     assert blocked["_class"] == "hudson.model.Queue$BlockedItem"
     assert blocked["why"].startswith(f"Build #{number} is already in progress")

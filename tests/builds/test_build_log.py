@@ -45,12 +45,6 @@ def written(build, *chunks) -> Build:
     return build
 
 
-@pytest.fixture
-def logged_in(client, user):
-    client.force_login(user)
-    return client
-
-
 def log_url(deploy_id, attempt=1) -> str:
     return f"/api/deploys/{deploy_id}/builds/{attempt}/log"
 

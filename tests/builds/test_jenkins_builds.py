@@ -16,6 +16,7 @@ from deploys.models import Application, Deploy
 from deploys.resume import resume_deploys
 from deploys.states import State
 from tests.jenkins_standin import JenkinsStandin
+from tests.queueing import queue_and_drive
 from tests.waiting import wait_until
 
 HOOK_SECRET = "hook-secret-for-tests"
@@ -43,15 +44,6 @@ def on_jenkins(application, jenkins_server, settings, monkeypatch):
     return application
 
 
-def queue(application, user, drive, django_capture_on_commit_callbacks, branch):
-    with django_capture_on_commit_callbacks(execute=True):
-        deploy = actions.queue_deploy(
-            application=application.slug, branch=branch, mode="merge_only", requester=user
-        )
-    drive()  # merging, then the build is handed to Jenkins
-    return Deploy.objects.get(pk=deploy.pk)
-
-
 def jenkins_result(jenkins_server, number):
     builds = jenkins_server.builds(JOB)
     return len(builds) >= number and builds[number - 1].result
@@ -69,8 +61,8 @@ def notify(client, deploy, attempt, secret=HOOK_SECRET, application="demo-shop")
 def test_a_green_jenkins_build_is_merged_once_jenkins_says_it_finished(
     on_jenkins, jenkins_server, user, client, drive, sent_tasks, django_capture_on_commit_callbacks
 ):
-    deploy = queue(
-        on_jenkins, user, drive, django_capture_on_commit_callbacks, "feature/clean-merge"
+    deploy = queue_and_drive(
+        on_jenkins, user, "feature/clean-merge", drive, django_capture_on_commit_callbacks
     )
     build = deploy.builds.get()
     assert deploy.state == State.BUILDING
@@ -103,8 +95,8 @@ def test_a_green_jenkins_build_is_merged_once_jenkins_says_it_finished(
 def test_a_notification_that_arrives_twice_moves_the_deploy_once(
     on_jenkins, jenkins_server, user, client, drive, sent_tasks, django_capture_on_commit_callbacks
 ):
-    deploy = queue(
-        on_jenkins, user, drive, django_capture_on_commit_callbacks, "feature/clean-merge"
+    deploy = queue_and_drive(
+        on_jenkins, user, "feature/clean-merge", drive, django_capture_on_commit_callbacks
     )
     wait_until(lambda: jenkins_result(jenkins_server, 1), what="the Jenkins build")
 
@@ -139,8 +131,8 @@ def test_a_notification_with_a_bad_secret_is_refused_and_changes_nothing(
     secret,
     app_slug,
 ):
-    deploy = queue(
-        on_jenkins, user, drive, django_capture_on_commit_callbacks, "feature/clean-merge"
+    deploy = queue_and_drive(
+        on_jenkins, user, "feature/clean-merge", drive, django_capture_on_commit_callbacks
     )
     wait_until(lambda: jenkins_result(jenkins_server, 1), what="the Jenkins build")
     events = deploy.events.count()
@@ -159,8 +151,8 @@ def test_a_notification_with_a_bad_secret_is_refused_and_changes_nothing(
 def test_no_secret_in_the_environment_refuses_every_notification(
     on_jenkins, user, client, drive, sent_tasks, django_capture_on_commit_callbacks, monkeypatch
 ):
-    deploy = queue(
-        on_jenkins, user, drive, django_capture_on_commit_callbacks, "feature/clean-merge"
+    deploy = queue_and_drive(
+        on_jenkins, user, "feature/clean-merge", drive, django_capture_on_commit_callbacks
     )
     monkeypatch.delenv(on_jenkins.hook_secret_variable)
 
@@ -195,8 +187,8 @@ def test_the_hook_takes_only_posts(client):
 def test_a_missed_notification_is_caught_by_the_poller(
     on_jenkins, jenkins_server, user, drive, sent_tasks, django_capture_on_commit_callbacks
 ):
-    deploy = queue(
-        on_jenkins, user, drive, django_capture_on_commit_callbacks, "feature/clean-merge"
+    deploy = queue_and_drive(
+        on_jenkins, user, "feature/clean-merge", drive, django_capture_on_commit_callbacks
     )
     wait_until(lambda: jenkins_result(jenkins_server, 1), what="the Jenkins build")
 
@@ -212,8 +204,8 @@ def test_the_poller_copies_the_log_in_parts_while_jenkins_builds(
     on_jenkins, jenkins_server, user, drive, sent_tasks, django_capture_on_commit_callbacks
 ):
     jenkins_server.build_seconds = 2.0
-    deploy = queue(
-        on_jenkins, user, drive, django_capture_on_commit_callbacks, "feature/clean-merge"
+    deploy = queue_and_drive(
+        on_jenkins, user, "feature/clean-merge", drive, django_capture_on_commit_callbacks
     )
     wait_until(lambda: jenkins_server.builds(JOB), what="the build to start")
     seen_offsets = [0]
@@ -244,8 +236,8 @@ def test_a_red_build_holds_the_slot_with_a_deadline(
     on_jenkins, jenkins_server, user, drive, sent_tasks, django_capture_on_commit_callbacks
 ):
     jenkins_server.plan(JOB, "fail")
-    deploy = queue(
-        on_jenkins, user, drive, django_capture_on_commit_callbacks, "feature/clean-merge"
+    deploy = queue_and_drive(
+        on_jenkins, user, "feature/clean-merge", drive, django_capture_on_commit_callbacks
     )
     wait_until(lambda: jenkins_result(jenkins_server, 1), what="the Jenkins build")
 
@@ -273,8 +265,8 @@ def test_a_flaky_build_retried_from_the_button_passes_and_merges(
     django_capture_on_commit_callbacks,
 ):
     jenkins_server.plan(JOB, "flake")
-    deploy = queue(
-        on_jenkins, user, drive, django_capture_on_commit_callbacks, "feature/clean-merge"
+    deploy = queue_and_drive(
+        on_jenkins, user, "feature/clean-merge", drive, django_capture_on_commit_callbacks
     )
     with django_capture_on_commit_callbacks(execute=True):
         waiting = actions.queue_deploy(
@@ -317,8 +309,8 @@ def test_automatic_retries_pass_a_flaky_build_without_holding(
 ):
     Application.objects.filter(pk=on_jenkins.pk).update(build_auto_retries=2)
     jenkins_server.plan(JOB, "flake")
-    deploy = queue(
-        on_jenkins, user, drive, django_capture_on_commit_callbacks, "feature/clean-merge"
+    deploy = queue_and_drive(
+        on_jenkins, user, "feature/clean-merge", drive, django_capture_on_commit_callbacks
     )
     wait_until(lambda: jenkins_result(jenkins_server, 1), what="the first build")
     building.poll_builds()
@@ -339,8 +331,8 @@ def test_automatic_retries_stop_at_their_limit_and_then_hold(
 ):
     Application.objects.filter(pk=on_jenkins.pk).update(build_auto_retries=1)
     jenkins_server.plan(JOB, "fail")
-    deploy = queue(
-        on_jenkins, user, drive, django_capture_on_commit_callbacks, "feature/clean-merge"
+    deploy = queue_and_drive(
+        on_jenkins, user, "feature/clean-merge", drive, django_capture_on_commit_callbacks
     )
     for number in (1, 2):
         wait_until(lambda n=number: jenkins_result(jenkins_server, n), what=f"build {number}")
@@ -363,8 +355,8 @@ def test_bad_jenkins_credentials_fail_the_build_clearly_and_keep_the_slot(
     settings,
 ):
     settings.JENKINS_TOKEN = "not-the-token"
-    deploy = queue(
-        on_jenkins, user, drive, django_capture_on_commit_callbacks, "feature/clean-merge"
+    deploy = queue_and_drive(
+        on_jenkins, user, "feature/clean-merge", drive, django_capture_on_commit_callbacks
     )
 
     deploy.refresh_from_db()
@@ -382,7 +374,9 @@ def test_jenkins_down_at_the_start_is_retried_then_held_with_the_reason(
 ):
     jenkins_server.down()
     with pytest.raises(Retry):  # the step asks Celery to run it again later
-        queue(on_jenkins, user, drive, django_capture_on_commit_callbacks, "feature/clean-merge")
+        queue_and_drive(
+            on_jenkins, user, "feature/clean-merge", drive, django_capture_on_commit_callbacks
+        )
     deploy = Deploy.objects.get(branch="feature/clean-merge")
     assert deploy.state == State.BUILDING
     assert deploy.builds.get().status == BuildStatus.PENDING  # given back for the next try
@@ -409,8 +403,8 @@ def test_jenkins_down_mid_build_is_told_once_and_the_build_goes_on_when_it_is_ba
     on_jenkins, jenkins_server, user, drive, sent_tasks, django_capture_on_commit_callbacks
 ):
     jenkins_server.build_seconds = 1.0
-    deploy = queue(
-        on_jenkins, user, drive, django_capture_on_commit_callbacks, "feature/clean-merge"
+    deploy = queue_and_drive(
+        on_jenkins, user, "feature/clean-merge", drive, django_capture_on_commit_callbacks
     )
     wait_until(lambda: jenkins_server.builds(JOB), what="the build to start")
 
@@ -437,8 +431,8 @@ def test_jenkins_away_past_the_build_time_limit_ends_the_wait(
     on_jenkins, jenkins_server, user, drive, sent_tasks, django_capture_on_commit_callbacks
 ):
     jenkins_server.plan(JOB, "hang")
-    deploy = queue(
-        on_jenkins, user, drive, django_capture_on_commit_callbacks, "feature/clean-merge"
+    deploy = queue_and_drive(
+        on_jenkins, user, "feature/clean-merge", drive, django_capture_on_commit_callbacks
     )
     wait_until(lambda: jenkins_server.builds(JOB), what="the build to start")
     jenkins_server.down()
@@ -460,8 +454,8 @@ def test_a_hanging_build_is_aborted_at_the_time_limit(
     on_jenkins, jenkins_server, user, drive, sent_tasks, django_capture_on_commit_callbacks
 ):
     jenkins_server.plan(JOB, "hang")
-    deploy = queue(
-        on_jenkins, user, drive, django_capture_on_commit_callbacks, "feature/clean-merge"
+    deploy = queue_and_drive(
+        on_jenkins, user, "feature/clean-merge", drive, django_capture_on_commit_callbacks
     )
     wait_until(lambda: jenkins_server.builds(JOB), what="the build to start")
     building.poll_builds()
@@ -483,8 +477,8 @@ def test_cancelling_a_deploy_aborts_its_jenkins_build(
     on_jenkins, jenkins_server, user, client, drive, sent_tasks, django_capture_on_commit_callbacks
 ):
     jenkins_server.plan(JOB, "hang")
-    deploy = queue(
-        on_jenkins, user, drive, django_capture_on_commit_callbacks, "feature/clean-merge"
+    deploy = queue_and_drive(
+        on_jenkins, user, "feature/clean-merge", drive, django_capture_on_commit_callbacks
     )
     wait_until(lambda: jenkins_server.builds(JOB), what="the build to start")
     building.poll_builds()
@@ -511,8 +505,8 @@ def test_cancelling_while_the_build_waits_in_jenkins_queue_cancels_the_queue_ite
     on_jenkins, jenkins_server, user, drive, sent_tasks, django_capture_on_commit_callbacks
 ):
     jenkins_server.queue_delay = 60
-    deploy = queue(
-        on_jenkins, user, drive, django_capture_on_commit_callbacks, "feature/clean-merge"
+    deploy = queue_and_drive(
+        on_jenkins, user, "feature/clean-merge", drive, django_capture_on_commit_callbacks
     )
 
     with django_capture_on_commit_callbacks(execute=True):
@@ -534,7 +528,7 @@ def failed_build_with_one_waiting(app, jenkins_server, user, other_user, drive, 
     """A deploy whose first build failed, holding the slot; another deploy waits behind it.
     A second build of it would hang."""
     jenkins_server.plan(JOB, "fail", "hang")
-    deploy = queue(app, user, drive, capture, "feature/clean-merge")
+    deploy = queue_and_drive(app, user, "feature/clean-merge", drive, capture)
     with capture(execute=True):
         waiting = actions.queue_deploy(
             application="demo-shop",
@@ -616,8 +610,8 @@ def test_resume_does_not_start_a_handed_over_build_twice(
     settings,
 ):
     jenkins_server.plan(JOB, "hang")
-    deploy = queue(
-        on_jenkins, user, drive, django_capture_on_commit_callbacks, "feature/clean-merge"
+    deploy = queue_and_drive(
+        on_jenkins, user, "feature/clean-merge", drive, django_capture_on_commit_callbacks
     )
     wait_until(lambda: jenkins_server.builds(JOB), what="the build to start")
     long_ago = timezone.now() - settings.FC_STALL_AFTER - timezone.timedelta(seconds=5)
@@ -636,8 +630,8 @@ def test_a_finished_build_whose_log_jenkins_will_not_give_is_concluded_by_its_re
 ):
     """A build discarder removed the log, or the token may not read it: the result still
     stands, and the timeline says the log is missing and why (once, not on every poll)."""
-    deploy = queue(
-        on_jenkins, user, drive, django_capture_on_commit_callbacks, "feature/clean-merge"
+    deploy = queue_and_drive(
+        on_jenkins, user, "feature/clean-merge", drive, django_capture_on_commit_callbacks
     )
     wait_until(lambda: jenkins_result(jenkins_server, 1), what="the Jenkins build")
     jenkins_server.set_status_override(404, f"/job/{JOB}/1/logText")

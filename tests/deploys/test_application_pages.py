@@ -6,7 +6,6 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection
-from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -15,6 +14,7 @@ from clusters.models import Cluster, Placement, PlacementKind, ProcessType, Serv
 from deploys import applications, slot
 from deploys.models import Application, Deploy, DeployEvent, RolloutStatus, ServiceRollout
 from deploys.states import State
+from tests.pages import flashes, html_of, linked_deploys
 
 R = RolloutStatus
 ARN = "arn:aws:ecs:eu-west-1:123456789012:task-definition/"
@@ -24,28 +24,14 @@ ARN = "arn:aws:ecs:eu-west-1:123456789012:task-definition/"
 
 
 @pytest.fixture
-def logged_in(client, user):
-    client.force_login(user)
-    return client
-
-
-@pytest.fixture
 def cluster(db):
     return Cluster.objects.create(name="prod-eu", region="eu-west-1")
-
-
-def html_of(response) -> str:
-    return response.content.decode()
 
 
 def page_of(client, application) -> str:
     response = client.get(f"/applications/{application.slug}/")
     assert response.status_code == 200
     return html_of(response)
-
-
-def flashes(response) -> list[str]:
-    return [str(m) for m in response.context["messages"]] if response.context else []
 
 
 def service(application, name, phase=1, process_type=ProcessType.WEB, **extra) -> Service:
@@ -99,10 +85,6 @@ def current_cell(html: str, placement: Placement) -> str:
     match = re.search(r'<td class="current">(.*?)</td>', row_of(html, placement), re.S)
     assert match
     return " ".join(match.group(1).split())
-
-
-def linked_deploys(fragment: str) -> list[int]:
-    return [int(pk) for pk in re.findall(r'href="/deploys/(\d+)/"', fragment)]
 
 
 def list_row(html: str, slug: str) -> str:
@@ -552,13 +534,6 @@ def test_anonymous_users_are_sent_to_log_in_and_change_nothing(client, applicati
     assert response["Location"] == f"/login/?next={path}"
     application.refresh_from_db()
     assert not application.locked
-
-
-@pytest.fixture
-def csrf_client(user):
-    client = Client(enforce_csrf_checks=True)
-    client.force_login(user)
-    return client
 
 
 def test_locking_without_the_csrf_token_is_refused(csrf_client, application):

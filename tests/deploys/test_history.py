@@ -12,17 +12,12 @@ from django.test.utils import CaptureQueriesContext
 from deploys.history import PAGE_SIZE, HistoryFilters, history_page, human_duration
 from deploys.models import Application, Deploy
 from deploys.states import ACTIVE_STATES, FINAL_STATES, Mode, State
+from tests.pages import ok_html_of
 
 URL = "/history/"
 # Session and user (login), applications and people (the selects), the page, the ids above it.
 MAX_QUERIES = 6
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def logged_in(client, user):
-    client.force_login(user)
-    return client
 
 
 @pytest.fixture
@@ -53,32 +48,27 @@ def add(application, user, count=1, *, state=State.SUCCEEDED, created_at=None, *
     return deploys
 
 
-def html_of(response) -> str:
-    assert response.status_code == 200
-    return response.content.decode()
-
-
 def shown(response) -> list[int]:
     """The deploy ids in the table, top to bottom."""
     return [
         int(pk)
-        for pk in re.findall(r'<td data-label="#"><a href="/deploys/(\d+)/">', html_of(response))
+        for pk in re.findall(r'<td data-label="#"><a href="/deploys/(\d+)/">', ok_html_of(response))
     ]
 
 
 def link(response, rel: str) -> str | None:
-    match = re.search(rf'<a href="([^"]*)" rel="{rel}">', html_of(response))
+    match = re.search(rf'<a href="([^"]*)" rel="{rel}">', ok_html_of(response))
     return match and match.group(1).replace("&amp;", "&")
 
 
 def newest_link(response) -> str | None:
-    match = re.search(r'<a href="([^"]*)">« Newest</a>', html_of(response))
+    match = re.search(r'<a href="([^"]*)">« Newest</a>', ok_html_of(response))
     return match and match.group(1).replace("&amp;", "&")
 
 
 def field_errors(response, name: str) -> str:
     """The text of the errors shown in the field's box, next to its input."""
-    html = html_of(response)
+    html = ok_html_of(response)
     match = re.search(
         rf'<div class="history-field has-error">\s*<label for="id_{name}">.*?</div>', html, re.S
     )
@@ -109,7 +99,7 @@ def test_every_deploy_is_listed_newest_first_with_its_columns(logged_in, shop, b
     )
     new = add(blog, user, state=State.BUILD_FAILED, mode=Mode.MERGE_ONLY, branch="fix/typo")[0]
     response = logged_in.get(URL)
-    html = html_of(response)
+    html = ok_html_of(response)
     assert shown(response) == [new.pk, old.pk]
     row = re.search(rf'<tr>\s*<td data-label="#"><a href="/deploys/{old.pk}/">.*?</tr>', html, re.S)
     row = row.group(0)
@@ -131,7 +121,7 @@ def test_every_deploy_is_listed_newest_first_with_its_columns(logged_in, shop, b
 def test_a_long_note_is_truncated_with_the_whole_note_in_its_title(logged_in, shop, user):
     note = "word " * 40
     add(shop, user, note=note.strip())
-    html = html_of(logged_in.get(URL))
+    html = ok_html_of(logged_in.get(URL))
     cell = re.search(
         r'<td data-label="Note" class="history-note" title="([^"]*)">([^<]*)</td>', html
     )
@@ -159,13 +149,13 @@ def test_durations_read_as_people_say_them(seconds, text):
 def test_a_deploy_without_both_ends_has_no_duration(logged_in, shop, user):
     assert human_duration(None, T0) == human_duration(T0, None) == ""
     add(shop, user, state=State.CANCELLED)  # never started
-    assert '<td data-label="Duration">—</td>' in html_of(logged_in.get(URL))
+    assert '<td data-label="Duration">—</td>' in ok_html_of(logged_in.get(URL))
 
 
 def test_an_empty_history_says_so(logged_in, shop, user):
-    assert "No deploys yet." in html_of(logged_in.get(URL))
+    assert "No deploys yet." in ok_html_of(logged_in.get(URL))
     add(shop, user)
-    html = html_of(logged_in.get(URL, {"state": State.FAILED}))
+    html = ok_html_of(logged_in.get(URL, {"state": State.FAILED}))
     assert "No deploys match these filters." in html
     assert "<table" not in html
 
@@ -178,7 +168,7 @@ def test_filtering_by_application(logged_in, shop, blog, user):
     add(blog, user, 2)
     response = logged_in.get(URL, {"application": "shop"})
     assert shown(response) == newest_first(shops)
-    assert '<option value="shop" selected>shop</option>' in html_of(response)
+    assert '<option value="shop" selected>shop</option>' in ok_html_of(response)
 
 
 def test_filtering_by_person(logged_in, shop, user, other_user):
@@ -255,7 +245,7 @@ def test_a_blank_form_submission_filters_nothing(logged_in, shop, blog, user):
     blank = {"application": "", "person": "", "state": "", "date_from": "", "date_to": ""}
     response = logged_in.get(URL, blank)
     assert shown(response) == newest_first(made)
-    assert "has-error" not in html_of(response)
+    assert "has-error" not in ok_html_of(response)
 
 
 # --- bad filter values ---------------------------------------------------------------------
@@ -296,7 +286,7 @@ def test_a_to_date_before_the_from_date_is_an_error_and_dropped(logged_in, shop,
 
 def test_markup_in_a_bad_value_is_escaped(logged_in, shop, user):
     response = logged_in.get(URL, {"state": "<script>alert(1)</script>"})
-    html = html_of(response)
+    html = ok_html_of(response)
     assert "<script>alert(1)" not in html
     assert "“&lt;script&gt;alert(1)&lt;/script&gt;” is not a state." in field_errors(
         response, "state"
@@ -308,7 +298,7 @@ def test_a_bad_page_cursor_shows_the_newest_page(logged_in, shop, user, before):
     made = add(shop, user, 3)
     response = logged_in.get(URL, {"before": before})
     assert shown(response) == newest_first(made)
-    assert "That page link was not understood" in html_of(response)
+    assert "That page link was not understood" in ok_html_of(response)
 
 
 # --- escaping ------------------------------------------------------------------------------
@@ -318,7 +308,7 @@ def test_branch_and_note_are_escaped(logged_in, shop, user):
     evil = "<script>alert(1)</script>"
     add(shop, user, branch=evil, note=evil)
     add(shop, user, note=evil + "x" * 80)  # the truncated note and its title
-    html = html_of(logged_in.get(URL))
+    html = ok_html_of(logged_in.get(URL))
     assert "<script>alert(1)</script>" not in html
     assert '<td data-label="Branch" class="branch">&lt;script&gt;alert(1)&lt;/script&gt;</td>' in (
         html
@@ -379,7 +369,7 @@ def test_page_links_keep_the_filters_url_encoded(logged_in, shop, blog, db):
         "before": [str(shown(first)[-1])],
     }
     second = logged_in.get(older)
-    assert "has-error" not in html_of(second)
+    assert "has-error" not in ok_html_of(second)
     assert shown(first) + shown(second) == newest_first(hers)
     assert parse_qs(urlsplit(newest_link(second)).query) == {k: [v] for k, v in query.items()}
 
@@ -388,7 +378,7 @@ def test_a_cursor_past_the_oldest_deploy_says_there_is_nothing_older(logged_in, 
     made = add(shop, user, 3)
     response = logged_in.get(URL, {"before": min(d.pk for d in made)})
     assert shown(response) == []
-    assert "No older deploys." in html_of(response)
+    assert "No older deploys." in ok_html_of(response)
     assert newest_link(response) == URL
 
 
@@ -408,7 +398,7 @@ def test_the_page_costs_a_fixed_number_of_queries(
     with django_assert_max_num_queries(MAX_QUERIES):
         first = logged_in.get(URL, query)
     assert shown(first)  # the rows were rendered, application and person included
-    assert ">alice<" in html_of(first)
+    assert ">alice<" in ok_html_of(first)
     # An older page (one more query, for the ids above it) stays within the same bound.
     before = {**query, "before": shown(first)[-1] + 1}
     with django_assert_max_num_queries(MAX_QUERIES):
@@ -419,7 +409,7 @@ def test_the_page_costs_a_fixed_number_of_queries(
 def test_the_query_count_does_not_grow_with_the_rows(logged_in, shop, blog, user, other_user):
     def count(query) -> int:
         with CaptureQueriesContext(connection) as captured:
-            html_of(logged_in.get(URL, query))
+            ok_html_of(logged_in.get(URL, query))
         return len(captured)
 
     add(shop, user, 3)

@@ -14,12 +14,6 @@ from deploys.models import Application, Deploy, DeployEvent, ServiceRollout
 from deploys.states import Mode, State
 
 
-@pytest.fixture
-def logged_in(client, user):
-    client.force_login(user)
-    return client
-
-
 def make(application, user, state, *, branch="feature/x", mode=Mode.DEPLOY, **fields):
     return Deploy.objects.create(
         application=application, branch=branch, mode=mode, requester=user, state=state, **fields

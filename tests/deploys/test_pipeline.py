@@ -7,6 +7,7 @@ import pytest
 from builds.models import BuildStatus
 from deploys import actions
 from deploys.states import Mode, State
+from tests.queueing import queue, queue_and_drive
 
 
 def remote_head(remote, branch="main") -> str:
@@ -28,20 +29,6 @@ def parents(remote, sha) -> list[str]:
         check=True,
     ).stdout.split()
     return out[1:]
-
-
-def queue(application, user, branch, mode=Mode.MERGE_ONLY):
-    return actions.queue_deploy(
-        application=application.slug, branch=branch, mode=mode, requester=user
-    )
-
-
-def queue_and_drive(application, user, branch, drive, django_capture_on_commit_callbacks, **kw):
-    with django_capture_on_commit_callbacks(execute=True):
-        deploy = queue(application, user, branch, **kw)
-    drive()
-    deploy.refresh_from_db()
-    return deploy
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ The pipeline runs in this process: `drive` runs each step a worker would run, an
 `rollout_rounds` moves the simulated ECS clock and runs the ticks the rollout asked for.
 """
 
-import subprocess
 from datetime import timedelta
 
 import boto3
@@ -22,6 +21,7 @@ from deploys.resume import resume_deploys
 from deploys.rollout import ticks
 from deploys.states import FINAL_STATES, State
 from devtools.ecs_simulator import EcsSimulator, create_service
+from tests.remotes import remote_main
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -127,12 +127,6 @@ def service_revision(client, name: str) -> str:
 def image_of(client, revision: str) -> str:
     td = client.describe_task_definition(taskDefinition=revision)["taskDefinition"]
     return td["containerDefinitions"][0]["image"]
-
-
-def remote_main(remote) -> str:
-    return subprocess.run(
-        ["git", "rev-parse", "refs/heads/main"], cwd=remote, capture_output=True, text=True
-    ).stdout.strip()
 
 
 def test_a_two_phase_rollout_goes_out_in_order_and_is_merged(

@@ -16,6 +16,8 @@ from builds.models import Build, BuildStatus
 from deploys import actions, slot
 from deploys.models import Application, Deploy, DeployEvent
 from deploys.states import FINAL_STATES, Mode, State
+from tests.pages import flashes, html_of, linked_deploys
+from tests.queueing import queue, queue_and_drive
 
 QUEUE_URL = "/deploys/queue/"
 BUTTONS = ("cancel", "abandon", "retry-build")
@@ -24,24 +26,8 @@ BUTTONS = ("cancel", "abandon", "retry-build")
 # --- helpers -------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def logged_in(client, user):
-    client.force_login(user)
-    return client
-
-
-def queue(application, user, branch, mode=Mode.MERGE_ONLY, note=""):
-    return actions.queue_deploy(
-        application=application.slug, branch=branch, mode=mode, requester=user, note=note
-    )
-
-
 def form(application, branch, mode=Mode.MERGE_ONLY, note=""):
     return {"application": application.slug, "branch": branch, "mode": mode, "note": note}
-
-
-def html_of(response) -> str:
-    return response.content.decode()
 
 
 def block(html: str, pattern: str) -> str:
@@ -57,20 +43,12 @@ def element(html: str, tag: str, cls: str) -> str:
     return match.group(1)
 
 
-def linked_deploys(fragment: str) -> list[int]:
-    return [int(pk) for pk in re.findall(r'href="/deploys/(\d+)/"', fragment)]
-
-
 def app_section(html: str, slug: str) -> str:
     match = re.search(
         rf'<section class="application" id="app-{slug}"[^>]*>(.*?)</section>', html, re.S
     )
     assert match, f"no section for {slug} on the dashboard"
     return match.group(1)
-
-
-def flashes(response) -> list[str]:
-    return [str(m) for m in response.context["messages"]] if response.context else []
 
 
 def button_actions(html: str) -> set[str]:
@@ -80,11 +58,7 @@ def button_actions(html: str) -> set[str]:
 
 def make_build_failed(application, user, drive, capture, branch="feature/broken-build"):
     """Queue `branch` through the real pipeline and drive it until it rests."""
-    with capture(execute=True):
-        deploy = queue(application, user, branch)
-    drive()
-    deploy.refresh_from_db()
-    return deploy
+    return queue_and_drive(application, user, branch, drive, capture)
 
 
 def snapshot(deploy: Deploy):
@@ -221,13 +195,6 @@ def test_an_admin_reaches_the_admin(client, user):
 
 
 # --- CSRF ----------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def csrf_client(user):
-    client = Client(enforce_csrf_checks=True)
-    client.force_login(user)
-    return client
 
 
 def test_queueing_without_the_csrf_token_is_refused(csrf_client, application):

@@ -4,16 +4,14 @@ The worker runs in a thread of this process (celery.contrib.testing), so it sees
 pytest-django's test database; the broker is the REDIS_URL that CI sets.
 """
 
-import subprocess
-
 import pytest
-from celery.contrib.testing.worker import start_worker
 from django.conf import settings
 
 from deploys.models import Deploy
 from deploys.states import FINAL_STATES, State
-from fatcontroller.celery import app as celery_app
+from tests.remotes import remote_main
 from tests.waiting import wait_until
+from tests.workers import worker_in_this_process
 
 pytestmark = pytest.mark.skipif(
     not settings.REDIS_URL, reason="needs Redis (make test sets REDIS_URL)"
@@ -22,11 +20,7 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture
 def worker(transactional_db, settings):
-    settings.DATABASES["default"]["CONN_MAX_AGE"] = 0
-    with celery_app.connection_for_write() as connection:
-        for queue in settings.CELERY_TASK_QUEUES:
-            queue.bind(connection.default_channel).purge()
-    with start_worker(celery_app, perform_ping_check=False, concurrency=1, pool="solo") as w:
+    with worker_in_this_process(settings) as w:
         yield w
 
 
@@ -45,12 +39,6 @@ def state_of(deploy_id):
 def wait_for_state(deploy_id, *states, timeout=60.0):
     wait_for(lambda: state_of(deploy_id) in states, timeout, f"deploy #{deploy_id} in {states}")
     return state_of(deploy_id)
-
-
-def remote_main(remote):
-    return subprocess.run(
-        ["git", "rev-parse", "refs/heads/main"], cwd=remote, capture_output=True, text=True
-    ).stdout.strip()
 
 
 def queue(api, branch, mode="merge_only"):

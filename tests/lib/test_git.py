@@ -20,6 +20,7 @@ from lib.git import (
     Repository,
     validate_branch_name,
 )
+from tests.ports import closed_port
 
 WHEN = datetime(2024, 5, 1, 12, 30, tzinfo=UTC)
 CANDIDATE = "refs/fatcontroller/candidates/42"
@@ -412,12 +413,6 @@ def test_missing_remote_path_is_a_clear_permanent_error(tmp_path):
     assert str(caught.value).startswith(f"clone {missing} failed:")
     assert "does not exist" in str(caught.value)
     assert not repo.workdir.exists()
-
-
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_unreachable_remote_is_retryable_and_hides_credentials(tmp_path):

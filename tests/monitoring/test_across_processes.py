@@ -6,13 +6,13 @@ import subprocess
 import textwrap
 
 import pytest
-from celery.contrib.testing.worker import start_worker
 from django.conf import settings
 from django.db import connection
 
 from fatcontroller.celery import app as celery_app
 from monitoring.models import Heartbeat
 from tests.waiting import wait_until
+from tests.workers import worker_in_this_process
 
 from .conftest import PYTHON, child_env, sample
 
@@ -57,11 +57,7 @@ def test_counts_from_separate_processes_add_up(transactional_db, scrape):
 def worker(transactional_db, settings):
     if not settings.REDIS_URL:
         pytest.skip("needs Redis (make test sets REDIS_URL)")
-    settings.DATABASES["default"]["CONN_MAX_AGE"] = 0
-    with celery_app.connection_for_write() as broker:
-        for queue in settings.CELERY_TASK_QUEUES:
-            queue.bind(broker.default_channel).purge()
-    with start_worker(celery_app, perform_ping_check=False, concurrency=1, pool="solo") as w:
+    with worker_in_this_process(settings) as w:
         yield w
 
 

@@ -1,7 +1,6 @@
 """/healthz: 200 when the database, the broker, a worker and beat are all well; 503 naming
 the part that is not. No login needed."""
 
-import socket
 import time
 from datetime import timedelta
 
@@ -12,6 +11,7 @@ from django.utils import timezone
 from fatcontroller.celery import app as celery_app
 from monitoring import health, heartbeats
 from monitoring.models import Heartbeat
+from tests.ports import closed_port
 
 
 @pytest.fixture
@@ -19,12 +19,6 @@ def alive(db):
     """A worker and beat that have just done something."""
     heartbeats.record("worker", "celery@worker-1")
     heartbeats.record("beat")
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]  # closed again when the block ends
 
 
 def test_all_is_well_without_a_login(client, alive):
