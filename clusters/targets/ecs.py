@@ -37,7 +37,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import boto3
-import requests
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, ReadTimeoutError
 from django.conf import settings
@@ -53,6 +52,7 @@ from .base import (
     TargetUnavailable,
     Watch,
 )
+from .registry import image_in_registry
 
 # Keys of a described task definition that register_task_definition takes back.
 REGISTERABLE_KEYS = (
@@ -502,7 +502,8 @@ def _stopped_task(task: dict) -> StoppedTask:
 
 
 def image_exists(image: str) -> bool:
-    """Is `repository:tag` there to pull? ECR through boto3; other registries by their API."""
+    """Is `repository:tag` there to pull? ECR through boto3; other registries by their HTTP API
+    (clusters/targets/registry.py)."""
     match = ECR_IMAGE.match(image)
     if match:
         if not match["tag"]:
@@ -521,36 +522,7 @@ def image_exists(image: str) -> bool:
             ):
                 return False
         return True
-    return _registry_has(image)
-
-
-def _registry_has(image: str) -> bool:
-    # The Docker registry HTTP API v2: HEAD the manifest. Anonymous: a registry that needs
-    # credentials answers 401, which is said, not guessed at.
-    host, _, rest = image.partition("/")
-    if "." not in host and ":" not in host:
-        host, rest = "registry-1.docker.io", image if "/" in image else f"library/{image}"
-    repository, _, tag = rest.rpartition(":")
-    if not repository or "/" in tag:
-        raise TargetRefused(f"the image {image} has no tag")
-    # Like Docker, a registry on this machine is spoken to over plain HTTP.
-    scheme = "http" if host.split(":")[0] in ("localhost", "127.0.0.1") else "https"
-    url = f"{scheme}://{host}/v2/{repository}/manifests/{tag}"
-    try:
-        answer = requests.head(
-            url,
-            timeout=settings.FC_AWS_TIMEOUT,
-            headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
-        )
-    except requests.RequestException as exc:
-        raise TargetUnavailable(f"the registry {host} did not answer") from exc
-    if answer.status_code == 404:
-        return False
-    if answer.status_code in (401, 403):
-        raise TargetRefused(f"the registry {host} wants credentials to look up {image}")
-    if answer.status_code >= 500:
-        raise TargetUnavailable(f"the registry {host} answered {answer.status_code}")
-    return answer.ok
+    return image_in_registry(image)
 
 
 @functools.cache
