@@ -11,8 +11,11 @@ needs a person. Both carry a message fit for a deploy's timeline, never a secret
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
+
+from lib.git import Repository
 
 if TYPE_CHECKING:
     from .models import Build
@@ -29,6 +32,10 @@ class BuildSpec:
     branch: str
     image_tag: str
     image_repository: str = ""
+    # For a backend that builds in the worker: the candidate's repository, and whether its
+    # deploy still wants this build (a cancel may have come meanwhile). Backends know no deploys.
+    repository: Repository | None = field(default=None, compare=False)
+    still_wanted: Callable[[], bool] = field(default=lambda: True, compare=False)
 
     def parameters(self) -> dict[str, str]:
         """The build's parameters: Jenkins job parameters, or the local command's environment."""

@@ -22,12 +22,13 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from deploys import pipeline
+from deploys import dispatch
 from deploys.models import Deploy
-from deploys.pipeline import build_finished
+from deploys.repositories import repository_for
 from deploys.statemachine import record_event
 from deploys.states import State
 
+from . import outcomes
 from .backends import (
     BackendError,
     BackendRefused,
@@ -95,6 +96,8 @@ def spec_for(deploy: Deploy, build: Build) -> BuildSpec:
         branch=deploy.branch,
         image_tag=build.image_tag,
         image_repository=deploy.application.image_repository,
+        repository=repository_for(deploy.application),
+        still_wanted=lambda: Deploy.objects.filter(pk=deploy.pk, state=State.BUILDING).exists(),
     )
 
 
@@ -243,7 +246,7 @@ def conclude(deploy: Deploy, build: Build, report: BuildReport) -> bool:
             and not Deploy.objects.filter(pk=deploy.pk, state=State.BUILDING).exists()
         ):
             return True  # we aborted it for a cancel: nothing to move
-        build_finished(deploy, build, passed=bool(report.passed), summary=report.summary)
+        outcomes.attempt_finished(deploy, build, passed=bool(report.passed), summary=report.summary)
     return True
 
 
@@ -310,5 +313,5 @@ def poll_builds() -> int:
         .distinct()
     )
     for deploy_id in deploy_ids:
-        pipeline.send_task("builds.tasks.sync_build", deploy_id)
+        dispatch.send_task("builds.tasks.sync_build", deploy_id)
     return len(deploy_ids)

@@ -12,7 +12,7 @@ import os
 import re
 import secrets
 
-from deploys import pipeline
+from deploys import dispatch
 from deploys.models import Application
 from fatcontroller.converters import in_id_range
 
@@ -60,7 +60,7 @@ def accept_build_notification(payload: object, secret: str) -> Build:
     if build is None:
         raise HookRejected(404, f"{application.slug} has no build {attempt} of deploy {deploy_id}")
     if build.status == BuildStatus.RUNNING:
-        pipeline.send_task("builds.tasks.sync_build", build.deploy_id)
+        dispatch.send_task("builds.tasks.sync_build", build.deploy_id)
     return build
 
 

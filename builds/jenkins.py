@@ -67,6 +67,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import jenkins
 import requests
+from django.conf import settings
 
 from lib.durations import in_words
 from lib.urls import redact
@@ -141,8 +142,6 @@ class JenkinsBackend:
 
     @classmethod
     def from_settings(cls) -> JenkinsBackend:
-        from django.conf import settings
-
         url = (getattr(settings, "JENKINS_URL", "") or "").strip()
         if not url:
             raise BackendRefused(

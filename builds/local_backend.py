@@ -13,8 +13,6 @@ from django.conf import settings
 from django.db.models.functions import Substr
 from django.utils import timezone
 
-from deploys.pipeline import repository_for
-from deploys.states import State
 from lib.git import GitError
 
 from .backends import BuildReport, BuildSpec, LogChunk
@@ -33,7 +31,9 @@ class LocalBackend:
         app = build.deploy.application
         try:
             argv = split_command(app.build_command)
-            with repository_for(app).checked_out(spec.commit_sha) as workdir:
+            if spec.repository is None:
+                raise ValueError("the build was given no repository to check the candidate out of")
+            with spec.repository.checked_out(spec.commit_sha) as workdir:
                 build.append_log(f"[fatcontroller] $ {app.build_command}\n")
                 outcome = run_command(
                     argv,
@@ -41,7 +41,7 @@ class LocalBackend:
                     env=build_environment(spec.parameters()),
                     timeout=app.build_timeout_seconds,
                     on_output=build.append_log,
-                    should_abort=lambda: _beat_and_check_abort(build),
+                    should_abort=lambda: _beat_and_check_abort(build, spec),
                     flush_every=settings.FC_BUILD_LOG_FLUSH_SECONDS,
                     abort_check_every=0.5,
                 )
@@ -89,10 +89,8 @@ class LocalBackend:
         )
 
 
-def _beat_and_check_abort(build: Build) -> bool:
+def _beat_and_check_abort(build: Build, spec: BuildSpec) -> bool:
     """Called about twice a second while the build runs: a heartbeat, and should it stop?"""
     Build.objects.filter(pk=build.pk).update(heartbeat_at=timezone.now())
-    still_wanted = Build.objects.filter(
-        pk=build.pk, status=BuildStatus.RUNNING, deploy__state=State.BUILDING
-    ).exists()
-    return not still_wanted
+    running = Build.objects.filter(pk=build.pk, status=BuildStatus.RUNNING).exists()
+    return not (running and spec.still_wanted())

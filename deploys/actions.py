@@ -13,9 +13,10 @@ from builds.models import UNFINISHED_BUILD_STATUSES
 from fatcontroller.text import text_problem
 from lib.git import GitError, InvalidBranchName, validate_branch_name
 
-from . import pipeline, slot
+from . import dispatch, slot
 from .models import Application, Deploy, RolloutStatus, ServiceRollout
-from .pipeline import repository_for, start_build
+from .pipeline import start_build
+from .repositories import repository_for
 from .statemachine import transition
 from .states import ACTIVE_STATES, MEANING, Action, Mode, State, states_allowing
 
@@ -130,7 +131,7 @@ def cancel(deploy: Deploy, *, actor) -> Deploy:
         if changed and deploy.builds.filter(status__in=UNFINISHED_BUILD_STATUSES).exists():
             deploy_id = deploy.pk
             transaction.on_commit(
-                lambda: pipeline.send_task("builds.tasks.abort_builds", deploy_id)
+                lambda: dispatch.send_task("builds.tasks.abort_builds", deploy_id)
             )
     return deploy
 

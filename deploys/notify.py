@@ -24,7 +24,7 @@ from django.conf import settings
 from django.db.models import F
 from django.urls import reverse
 
-from . import pipeline
+from . import dispatch
 from .models import Application, DeployEvent, secret_variable
 from .states import FAILURE, MEANING, ROLLBACK, START, SUCCESS, State
 
@@ -93,7 +93,7 @@ def deploy_moved(deploy_id: int, application_id: int, to_state: str) -> None:
         )
         if event is None or kind_of(event.from_state, event.to_state) is None:
             return
-        pipeline.send_task(POST_TASK, event.pk)
+        dispatch.send_task(POST_TASK, event.pk)
     except Exception:
         log.exception("deploy #%s: could not queue the webhook notification", deploy_id)
 

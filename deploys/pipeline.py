@@ -9,55 +9,24 @@ meanwhile (a cancel): its transition names the state it expects to leave.
 import logging
 from datetime import timedelta
 
-from celery import current_app
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from builds.models import Build
 from lib.git import GitError, MergeConflict, PushRejected, Repository
 
-from . import leases
+from . import dispatch, leases
 from .models import Application, Deploy
+from .repositories import repository_for
+from .rollout import forward as rollout
 from .statemachine import IllegalTransition, record_event, transition
-from .states import MEANING, Mode, State
+from .states import Mode, State
 
 log = logging.getLogger(__name__)
-
-# The task that runs the step of each state (states.MEANING). States missing here wait for a
-# person (build_failed) or are final.
-STEP_TASKS = {state: meaning.step for state, meaning in MEANING.items() if meaning.step}
-# States whose step is a tick that watches ECS and runs again until the state moves.
-WATCHING_STATES = frozenset(state for state, meaning in MEANING.items() if meaning.watches)
 
 
 class RetryableStepError(Exception):
     """The step met a passing trouble (the git remote did not answer): run it again later."""
-
-
-def schedule_step(deploy_id: int, state: str) -> None:
-    task_name = STEP_TASKS.get(state)
-    if task_name:
-        send_task(task_name, deploy_id)
-
-
-def send_task(task_name: str, deploy_id: int) -> None:
-    # By name, so this module needs no import of the tasks that import it.
-    current_app.send_task(task_name, args=[deploy_id])
-
-
-def send_task_later(task_name: str, deploy_id: int) -> None:
-    """The next tick of a watching step, after FC_ROLLOUT_POLL_SECONDS."""
-    current_app.send_task(task_name, args=[deploy_id], countdown=settings.FC_ROLLOUT_POLL_SECONDS)
-
-
-def repository_for(application: Application) -> Repository:
-    return Repository(
-        workdir=settings.FC_WORK_DIR / application.slug,
-        remote_url=application.git_remote_url,
-        default_branch=application.default_branch,
-        timeout=settings.FC_GIT_TIMEOUT,
-    )
 
 
 def make_candidate(deploy: Deploy) -> None:
@@ -136,7 +105,6 @@ def add_build_attempt(deploy: Deploy) -> Build:
 
 def build_finished(deploy: Deploy, build: Build, *, passed: bool, summary: str) -> None:
     """building: move on after a build attempt ended."""
-    from .rollout.forward import has_rollout_target, start_rollout  # its ticks call back here
 
     leave_building = frozenset({State.BUILDING})
     if not passed:
@@ -144,8 +112,8 @@ def build_finished(deploy: Deploy, build: Build, *, passed: bool, summary: str) 
         return
     if deploy.mode == Mode.MERGE_ONLY:
         message = f"build {build.attempt} passed; merging without deploying"
-    elif has_rollout_target(deploy.application):
-        start_rollout(deploy, build)
+    elif rollout.has_rollout_target(deploy.application):
+        rollout.start_rollout(deploy, build)
         return
     else:
         # An application with no ECS service yet (one that only merges, or one being set
@@ -191,7 +159,7 @@ def retry_automatically(deploy: Deploy, build: Build, summary: str) -> None:
         add_build_attempt(locked)
         # The new attempt's step takes the lease itself: the ending one must not keep it out.
         Deploy.objects.filter(pk=deploy.pk).update(updated_at=timezone.now(), **leases.FREED)
-        transaction.on_commit(lambda: schedule_step(deploy.pk, State.BUILDING))
+        transaction.on_commit(lambda: dispatch.send_step(deploy.pk, State.BUILDING))
 
 
 def expire_holds() -> int:

@@ -33,8 +33,9 @@ from builds.models import Build, BuildStatus
 from monitoring import metrics
 
 from . import leases, slot
+from .dispatch import STEP_TASKS, WATCHING_STATES, send_step
 from .models import Application, Deploy
-from .pipeline import STEP_TASKS, WATCHING_STATES, expire_holds, schedule_step
+from .pipeline import expire_holds
 from .states import State
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ def resume_deploys() -> int:
             pk=deploy.pk, state=deploy.state, step_lease_until=deploy.step_lease_until
         ).update(updated_at=timezone.now(), **leases.FREED)
         if changed:  # else it moved, or a step took the lease, since we looked
-            schedule_step(deploy.pk, deploy.state)
+            send_step(deploy.pk, deploy.state)
             metrics.count("fc_safety_net_rescues_total", step=deploy.state)
             resent += 1
     return resent

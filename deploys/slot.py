@@ -13,9 +13,15 @@ from django.utils import timezone
 
 from .models import Application, Deploy, DeployEvent
 from .statemachine import transition
-from .states import SLOT_STATES, Mode, State
+from .states import FINAL_STATES, SLOT_STATES, Mode, State
 
 log = logging.getLogger(__name__)
+
+
+def hand_on_if_final(deploy_id: int, application_id: int, to_state: str) -> None:
+    """A listener for a committed state change (statemachine): a final state frees the slot."""
+    if to_state in FINAL_STATES:
+        advance(application_id)
 
 
 def advance(application_id: int) -> Deploy | None:

@@ -2,11 +2,13 @@
 
 `transition` checks the table in states.py, writes the new state and a DeployEvent in one
 transaction under a row lock, and is safe to call twice: Celery delivers at least once,
-workers die, two workers may race. What follows a change (the next step's task, handing
-the slot on) runs only after the transaction commits.
+workers die, two workers may race. What follows a change (chat, handing the slot on, the
+next step's task) runs only after the transaction commits, in the listeners registered with
+`listen` (deploys/apps.py); this module imports none of them.
 """
 
 import logging
+from collections.abc import Callable
 
 from django.db import transaction
 from django.utils import timezone
@@ -73,9 +75,22 @@ def transition(
             deploy=deploy, actor=actor, from_state=from_state, to_state=to_state, message=message
         )
         log.info("deploy #%s: %s -> %s %s", deploy.pk, from_state, to_state, message)
-        metrics.record_state_left(deploy.pk, from_state, left_at=now)  # written after commit
+        metrics.record_state_left(
+            from_state, lambda: _entered_at(deploy.pk, from_state), left_at=now
+        )  # written after commit
         transaction.on_commit(lambda: _after_transition(deploy.pk, deploy.application_id, to_state))
     return deploy, True
+
+
+def _entered_at(deploy_id: int, state: str):
+    """When the deploy last moved into `state` (its creation, if it started there)."""
+    return (
+        DeployEvent.objects.filter(deploy_id=deploy_id, to_state=state)
+        .exclude(from_state=state)  # notes on the timeline, not moves
+        .order_by("-id")
+        .values_list("created_at", flat=True)
+        .first()
+    ) or Deploy.objects.filter(pk=deploy_id).values_list("created_at", flat=True).first()
 
 
 def record_event(deploy: Deploy, message: str, *, actor=None) -> DeployEvent:
@@ -89,14 +104,18 @@ def record_event(deploy: Deploy, message: str, *, actor=None) -> DeployEvent:
     )
 
 
-def _after_transition(deploy_id: int, application_id: int, to_state: State) -> None:
-    # Imported here: slot and pipeline both call transition().
-    from . import notify, pipeline, slot
+# Who hears of a committed state change, in the order they were registered (deploys/apps.py):
+# chat first, so a deploy's end is told before the next deploy's start, then the slot and
+# the next step. Each is called as listener(deploy_id, application_id, to_state).
+_listeners: list[Callable[[int, int, str], None]] = []
 
-    # Queues a chat message if the application has a webhook; never raises. First, so this
-    # deploy's end is told before the next deploy's start (advance below starts it).
-    notify.deploy_moved(deploy_id, application_id, to_state)
-    if to_state in FINAL_STATES:
-        slot.advance(application_id)
-    else:
-        pipeline.schedule_step(deploy_id, to_state)
+
+def listen(listener: Callable[[int, int, str], None]) -> None:
+    """Call `listener` after every committed state change (registering twice is once)."""
+    if listener not in _listeners:
+        _listeners.append(listener)
+
+
+def _after_transition(deploy_id: int, application_id: int, to_state: State) -> None:
+    for listener in _listeners:
+        listener(deploy_id, application_id, to_state)

@@ -19,8 +19,9 @@ from django.db import DatabaseError, close_old_connections, connection
 from django.utils import timezone
 
 from . import leases
+from .dispatch import WATCHING_STATES
 from .models import Deploy
-from .pipeline import WATCHING_STATES, RetryableStepError, fail_after_retries
+from .pipeline import RetryableStepError, fail_after_retries
 from .statemachine import IllegalTransition, record_event
 from .states import State
 

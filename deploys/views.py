@@ -15,7 +15,7 @@ from lib.git import GitError
 from . import actions, dashboard, slot
 from .forms import QueueDeployForm
 from .models import Application, Deploy, DeployEvent, ServiceRollout
-from .pipeline import repository_for
+from .repositories import repository_for
 from .statemachine import IllegalTransition
 
 

@@ -16,7 +16,7 @@ Guarantees:
 What the code counts (call these, nothing else):
 
 * ``count("fc_safety_net_rescues_total", step=...)``: the safety net picked a deploy up.
-* ``record_state_left(deploy_id, state, left_at=...)``: from `transition`, on every change.
+* ``record_state_left(state, entered_at, left_at=...)``: from `transition`, on every change.
 * ``counts_errors(...)``: the decorator on the AWS and Jenkins error-mapping context managers.
 """
 
@@ -33,6 +33,8 @@ from datetime import datetime
 
 from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import F
+
+from .models import Counter, HistogramBucket
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +89,7 @@ METRICS = {
 def count(name: str, amount: int = 1, /, **labels: object) -> None:
     """Add `amount` to the counter `name` with these labels."""
     key = _labels_of(_metric(name, "counter"), labels)
-    _after_commit(lambda: _add(_counter_model(), {"name": name, "labels": key}, value=amount))
+    _after_commit(lambda: _add(Counter, {"name": name, "labels": key}, value=amount))
 
 
 def observe(name: str, value: float, /, **labels: object) -> None:
@@ -96,32 +98,26 @@ def observe(name: str, value: float, /, **labels: object) -> None:
     key = _labels_of(metric, labels)
     le = bucket_of(metric, value)
     _after_commit(
-        lambda: _add(_bucket_model(), {"name": name, "labels": key, "le": le}, count=1, total=value)
+        lambda: _add(HistogramBucket, {"name": name, "labels": key, "le": le}, count=1, total=value)
     )
 
 
-def record_state_left(deploy_id: int, state: str, *, left_at: datetime) -> None:
-    """Observe how long the deploy spent in `state`, which it is leaving at `left_at`.
+def record_state_left(
+    state: str, entered_at: Callable[[], datetime | None], *, left_at: datetime
+) -> None:
+    """Observe how long a deploy spent in `state`, which it is leaving at `left_at`.
 
-    Called by `transition` inside its transaction; the time it entered is read after the
-    commit (the last event that moved it into `state`, or its creation), off the row lock.
+    Called by `transition` inside its transaction; `entered_at` (the caller's: this module
+    knows no deploys) is asked after the commit, off the row lock.
     """
 
     def write() -> None:
-        from deploys.models import Deploy, DeployEvent
-
-        entered = (
-            DeployEvent.objects.filter(deploy_id=deploy_id, to_state=state)
-            .exclude(from_state=state)  # notes on the timeline, not moves
-            .order_by("-id")
-            .values_list("created_at", flat=True)
-            .first()
-        ) or Deploy.objects.filter(pk=deploy_id).values_list("created_at", flat=True).first()
+        entered = entered_at()
         if entered is not None:
             seconds = max((left_at - entered).total_seconds(), 0.0)
             metric = METRICS["fc_step_duration_seconds"]
             _add(
-                _bucket_model(),
+                HistogramBucket,
                 {
                     "name": metric.name,
                     "labels": _labels_of(metric, {"state": state}),
@@ -224,15 +220,3 @@ def _add(model, key: dict, **increments: float) -> None:
     except IntegrityError:
         # Another process inserted it between our UPDATE and INSERT: add to theirs.
         model.objects.filter(**key).update(**updates)
-
-
-def _counter_model():
-    from .models import Counter
-
-    return Counter
-
-
-def _bucket_model():
-    from .models import HistogramBucket
-
-    return HistogramBucket

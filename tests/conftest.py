@@ -6,7 +6,7 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from clusters.targets.ecs import forget_clients
-from deploys import pipeline
+from deploys import dispatch
 from deploys.models import Application
 from devtools.demo import create_demo_remote
 
@@ -48,10 +48,10 @@ def sent_tasks(request, monkeypatch, settings, tmp_path):
     recorder = SentTasks()
     if "worker" not in request.fixturenames:
         monkeypatch.setattr(
-            pipeline, "send_task", lambda name, deploy_id: recorder.sent.append((name, deploy_id))
+            dispatch, "send_task", lambda name, deploy_id: recorder.sent.append((name, deploy_id))
         )
         monkeypatch.setattr(
-            pipeline,
+            dispatch,
             "send_task_later",
             lambda name, deploy_id: recorder.later.append((name, deploy_id)),
         )

@@ -11,7 +11,7 @@ import logging
 from django.conf import settings
 from django.utils import timezone
 
-from .. import leases, pipeline
+from .. import dispatch, leases
 from ..models import Deploy
 from ..statemachine import IllegalTransition, transition
 from ..states import State
@@ -32,7 +32,7 @@ def tick(deploy: Deploy, step) -> None:
         leases.release(deploy.pk, deploy.state)
     current = Deploy.objects.filter(pk=deploy.pk).values_list("state", flat=True).first()
     if current == deploy.state:
-        pipeline.send_task_later(pipeline.STEP_TASKS[deploy.state], deploy.pk)
+        dispatch.send_next_tick(deploy.pk, deploy.state)
 
 
 def take_lease(deploy: Deploy) -> bool:

@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from django.db import transaction
 
-from deploys import actions, notify, pipeline
+from deploys import actions, dispatch, notify
 from deploys.models import Application, Deploy, DeployEvent
 from deploys.statemachine import transition
 from deploys.states import Mode, State
@@ -218,7 +218,7 @@ def test_a_restore_starts_when_it_takes_the_slot_into_deploying(
         f":rocket: *Demo shop*: deploy #{deploy.pk} of `main` by alice started: redeploying "
         f"the release of deploy #{release.pk}\nDeploying: took the merge slot"
     ]
-    assert (pipeline.STEP_TASKS[State.DEPLOYING], deploy.pk) in sent_tasks.sent  # the step too
+    assert (dispatch.STEP_TASKS[State.DEPLOYING], deploy.pk) in sent_tasks.sent  # the step too
 
 
 def test_a_cancel_after_start_is_told_with_who_cancelled(
@@ -335,7 +335,7 @@ def test_without_the_variable_nothing_is_queued(app, user, moved, sent_tasks, mo
         monkeypatch.setenv("FC_WEBHOOK_URL_OTHER_APP", other.url)
         deploy = make_deploy(app, user, State.QUEUED)
         moved(deploy, State.MERGING, message="took the merge slot")
-        assert sent_tasks.sent == [(pipeline.STEP_TASKS[State.MERGING], deploy.pk)]
+        assert sent_tasks.sent == [(dispatch.STEP_TASKS[State.MERGING], deploy.pk)]
         moved(deploy, State.FAILED, message="no such branch")
         assert webhook_tasks(sent_tasks) == []
         assert other.received == []
@@ -366,12 +366,12 @@ def test_a_failure_to_queue_the_message_never_reaches_the_state_machine(
             raise ConnectionError("broker down")
         steps.append((name, deploy_id))
 
-    monkeypatch.setattr(pipeline, "send_task", send_task)
+    monkeypatch.setattr(dispatch, "send_task", send_task)
     deploy = make_deploy(app, user, State.QUEUED)
     moved(deploy, State.MERGING, message="took the merge slot")
     deploy.refresh_from_db()
     assert deploy.state == State.MERGING
-    assert steps == [(pipeline.STEP_TASKS[State.MERGING], deploy.pk)]  # the step still went
+    assert steps == [(dispatch.STEP_TASKS[State.MERGING], deploy.pk)]  # the step still went
     assert "could not queue the webhook notification" in caplog.text
 
 
@@ -386,7 +386,7 @@ def test_a_hanging_webhook_never_holds_up_the_transition(
     # the post lives in its own task.
     assert time.monotonic() - started < notify.TIMEOUT_SECONDS
     assert slack.received == []
-    assert (pipeline.STEP_TASKS[State.MERGING], deploy.pk) in sent_tasks.sent
+    assert (dispatch.STEP_TASKS[State.MERGING], deploy.pk) in sent_tasks.sent
 
     monkeypatch.setattr(notify, "TIMEOUT_SECONDS", 0.3)
     run_webhook_tasks(sent_tasks)  # times out twice, retried, then answered

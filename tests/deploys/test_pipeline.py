@@ -6,6 +6,7 @@ import pytest
 
 from builds.models import BuildStatus
 from deploys import actions
+from deploys.repositories import repository_for
 from deploys.states import Mode, State
 from tests.queueing import queue, queue_and_drive
 
@@ -151,12 +152,11 @@ def test_a_merge_step_run_again_after_others_pushed_on_top_still_ends_merged(
     application, user, sent_tasks, demo_remote, tmp_path, django_capture_on_commit_callbacks
 ):
     """The worker pushed, died before recording it, and main moved on before the retry."""
-    from deploys import pipeline
 
     deploy = ship_to_merging_to_default(
         application, user, sent_tasks, django_capture_on_commit_callbacks
     )
-    pipeline.repository_for(application).push_to_default(deploy.candidate_sha)
+    repository_for(application).push_to_default(deploy.candidate_sha)
     push_a_hotfix(demo_remote, tmp_path)
 
     with django_capture_on_commit_callbacks(execute=True):

@@ -30,7 +30,7 @@ def release(application, user) -> Deploy:
         placement=placement,
         phase=1,
         status=RolloutStatus.DONE,
-        new_task_definition="shop-web:2",
+        revision_made="shop-web:2",
     )
     return release
 

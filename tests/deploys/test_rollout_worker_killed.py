@@ -43,8 +43,8 @@ from moto.server import ThreadedMotoServer
 
 from builds.models import Build, BuildStatus
 from clusters.models import Cluster, Placement, ProcessType, Service
-from deploys import pipeline
 from deploys.models import Application, Deploy, RolloutStatus
+from deploys.repositories import repository_for
 from deploys.resume import resume_deploys
 from deploys.rollout.forward import start_rollout
 from deploys.states import FINAL_STATES, State
@@ -288,7 +288,7 @@ def queued_messages() -> int:
 def worker(transactional_db, aws, settings, tmp_path):
     """Starts Celery worker processes on Redis against the test database; kills them all after.
 
-    Named `worker` so the `sent_tasks` fixture leaves pipeline.send_task alone: the steps'
+    Named `worker` so the `sent_tasks` fixture leaves dispatch.send_task alone: the steps'
     tasks go to Redis for real.
     """
     settings.FC_ROLLOUT_STALL_AFTER = timedelta(seconds=STALL_AFTER)
@@ -360,7 +360,7 @@ def ready_to_roll_out(application: Application, user, aws: Aws) -> tuple[Deploy,
         state=State.BUILDING,
         started_at=timezone.now(),
     )
-    head_sha, candidate_sha = pipeline.repository_for(application).make_candidate(
+    head_sha, candidate_sha = repository_for(application).make_candidate(
         deploy.branch,
         deploy.candidate_ref,
         message=f"Merge {deploy.branch} into main (deploy #{deploy.pk})",

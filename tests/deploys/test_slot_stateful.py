@@ -57,8 +57,8 @@ from builds import building, hooks
 from builds.models import UNFINISHED_BUILD_STATUSES, Build, BuildStatus
 from deploys import actions, applications, pipeline, statemachine
 from deploys.actions import CANCELLABLE, QUEUEABLE_MODES, DeployRequestError
+from deploys.dispatch import STEP_TASKS, WATCHING_STATES
 from deploys.models import Application, Deploy, DeployEvent
-from deploys.pipeline import STEP_TASKS, WATCHING_STATES
 from deploys.resume import resume_deploys
 from deploys.rollout import back, forward, soak
 from deploys.statemachine import IllegalTransition, transition

@@ -88,7 +88,7 @@ def jenkins():
 def worker(transactional_db, soak_settings, aws, jenkins, tmp_path):
     """The machines: start them with worker.start_ready(names...); all killed after the test.
 
-    Named `worker` so the root conftest leaves pipeline.send_task alone: steps go to Redis.
+    Named `worker` so the root conftest leaves dispatch.send_task alone: steps go to Redis.
     """
     env = worker_env(
         database_name=django_settings.DATABASES["default"]["NAME"],
