@@ -20,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 
 from lib.process_groups import run_in_own_group
+from lib.urls import redact_text
 
 MAX_BRANCH_NAME_LENGTH = 200
 CANDIDATE_REF_PREFIX = "refs/fatcontroller/"
@@ -27,7 +28,6 @@ CANDIDATE_REF_PREFIX = "refs/fatcontroller/"
 _HEADS_REFSPEC = "+refs/heads/*:refs/remotes/origin/*"
 _CANDIDATES_REFSPEC = f"+{CANDIDATE_REF_PREFIX}*:{CANDIDATE_REF_PREFIX}*"
 _SHA = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?")
-_URL_USERINFO = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s]*@")
 
 # Variables that point git at another repository; set when we run under a git hook.
 _REPOSITORY_ENV_VARS = (
@@ -81,8 +81,8 @@ _FORBIDDEN_CHARACTERS = {
 
 
 def redact(text: str) -> str:
-    """Remove credentials (user:password@) from every URL in text."""
-    return _URL_USERINFO.sub(r"\1", text)
+    """Mask the credentials of every URL in text (lib.urls' rule: https://***@host/x)."""
+    return redact_text(text)
 
 
 class GitError(Exception):

@@ -10,6 +10,7 @@ from elsewhere. "git@host:x" (scp-style, no `//`) is not a URL and has no userin
 - has_credentials(url) says whether a URL carries any;
 - redact(url) masks them as `***@`, keeping the rest, so a reader still sees that the URL
   held some and where it points. A URL without credentials comes back unchanged.
+- redact_text(text) does the same to every URL in a message (git's errors quote remotes).
 
 The query is left alone: no value here is known to carry a secret there, and a message
 that should not show one (Jenkins') leaves the query out altogether.
@@ -53,3 +54,12 @@ def redact(url: str) -> str:
         return url
     cleaned, match = found
     return f"{cleaned[: match.start('userinfo')]}{MASK}{cleaned[match.end('userinfo') :]}"
+
+
+# A URL inside free text: from its scheme to the next blank or quote.
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
+
+
+def redact_text(text: str) -> str:
+    """`text` with every URL in it redacted by the same rule as redact()."""
+    return _URL_IN_TEXT.sub(lambda found: redact(found[0]), text)

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lib.urls import has_credentials, redact
+from lib.urls import has_credentials, redact, redact_text
 
 
 @pytest.mark.parametrize(
@@ -90,3 +90,18 @@ def test_redacting_twice_is_redacting_once(prefix, rest):
     assert redact(once) == once
     assert has_credentials(once) == has_credentials(url)
     assert (once != url) <= has_credentials(url)  # only a URL with credentials is changed
+
+
+def test_every_url_in_a_message_is_redacted_by_the_same_rule():
+    message = (
+        "fatal: unable to access 'https://user:s3cret@git.example.com/shop.git/': timed out; "
+        "also tried https://TOKEN@mirror.example.com/shop.git and ssh://git@git.example.com/x"
+    )
+
+    shown = redact_text(message)
+
+    assert "s3cret" not in shown and "TOKEN" not in shown
+    assert "'https://***@git.example.com/shop.git/'" in shown
+    assert "https://***@mirror.example.com/shop.git and" in shown
+    assert "ssh://git@git.example.com/x" in shown  # a login name, as redact() leaves it
+    assert redact_text("no URL here") == "no URL here"
