@@ -6,7 +6,7 @@ A step that is not a watching tick (merging, building, merging to default) runs 
 deploy's step lease: taken with a conditional update, so two deliveries of one step never
 run at once, and renewed while the step runs, so the safety net can tell a step at work
 from a step whose message or worker was lost (deploys/resume.py). Watching ticks take the
-same lease themselves, for one tick (deploys/rollout.py).
+same lease themselves, for one tick (deploys/rollout/ticks.py).
 """
 
 import logging
