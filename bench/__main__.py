@@ -39,6 +39,7 @@ def main() -> None:
         build_notification,
         pages,
         rollback_start,
+        rollout_calls,
         slot_handoff,
     )
 
@@ -47,6 +48,7 @@ def main() -> None:
         "slot_handoff": slot_handoff,
         "build_notification": build_notification,
         "rollback_start": rollback_start,
+        "rollout_calls": rollout_calls,
         "pages": pages,
     }
     chosen = sys.argv[1:] or list(modules)
