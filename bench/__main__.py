@@ -2,7 +2,8 @@
 
 Runs against a fresh SQLite database and folder broker under FC_VAR_DIR with a real Celery
 worker process, prints a table and writes build/bench/results.json. Benchmarks measure;
-they never pass or fail.
+they never pass or fail. `python -m bench rollback_start pages` runs only the modules named
+(results.json then holds only their figures); with no name it runs them all.
 """
 
 import json
@@ -33,13 +34,30 @@ def main() -> None:
 
     call_command("migrate", verbosity=0)
 
-    from bench import broker_latency, build_notification, pages, rollback_start, slot_handoff
+    from bench import (
+        broker_latency,
+        build_notification,
+        pages,
+        rollback_start,
+        rollout_calls,
+        slot_handoff,
+    )
 
-    figures = broker_latency.run(var_dir)
-    figures.update(slot_handoff.run(var_dir))
-    figures.update(build_notification.run(var_dir))
-    figures.update(rollback_start.run(var_dir))
-    figures.update(pages.run(var_dir))
+    modules = {
+        "broker_latency": broker_latency,
+        "slot_handoff": slot_handoff,
+        "build_notification": build_notification,
+        "rollback_start": rollback_start,
+        "rollout_calls": rollout_calls,
+        "pages": pages,
+    }
+    chosen = sys.argv[1:] or list(modules)
+    unknown = [name for name in chosen if name not in modules]
+    if unknown:
+        raise SystemExit(f"bench: no module {', '.join(unknown)}; there are {', '.join(modules)}")
+    figures: dict[str, dict] = {}
+    for name in chosen:
+        figures.update(modules[name].run(var_dir))
     report(figures)
 
 
@@ -63,12 +81,12 @@ def report(figures: dict[str, dict]) -> None:
     }
     RESULTS.write_text(json.dumps(document, indent=2) + "\n")
     width = max(40, *(len(name) for name in figures))
-    print(f"{'figure':<{width}} {'n':>4} {'median ms':>10} {'p95 ms':>10} {'max ms':>10}")
+    # Figures in milliseconds have *_ms keys; counts (calls per service...) have bare ones.
+    print(f"{'figure':<{width}} {'n':>4} {'median':>10} {'p95':>10} {'max':>10}  unit")
     for name, f in figures.items():
-        print(
-            f"{name:<{width}} {f['count']:>4} {f['median_ms']:>10} {f['p95_ms']:>10} "
-            f"{f['max_ms']:>10}"
-        )
+        unit = f.get("unit") or ("ms" if "median_ms" in f else "")
+        median, p95, top = (f.get(f"{key}_ms", f.get(key, "")) for key in ("median", "p95", "max"))
+        print(f"{name:<{width}} {f['count']:>4} {median:>10} {p95:>10} {top:>10}  {unit}")
     print(f"written to {RESULTS.relative_to(ROOT)}")
 
 
