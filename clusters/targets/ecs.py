@@ -216,13 +216,15 @@ def forget_clients() -> None:
     """Drop the cached clients and what was learned of stopped tasks (tests start afresh)."""
     with _clients_lock:
         _clients.clear()
-    _stopped_seen.clear()
-    _last_scan.clear()
+    with _stopped_lock:
+        _stopped_seen.clear()
+        _last_scan.clear()
 
 
 # Stopped tasks never change: each is described once. Keyed by (region, cluster); pruned to
 # what ECS still lists, so it holds about an hour of a cluster's stopped tasks at most.
 _stopped_seen: dict[tuple[str, str], dict[str, StoppedTask]] = {}
+_stopped_lock = threading.Lock()
 _last_scan: dict[tuple[str, str], float] = {}
 
 
@@ -448,22 +450,24 @@ class EcsTarget:
 
     def cluster_stopped_tasks(self, cluster: str) -> list[StoppedTask]:
         """The cluster's stopped tasks (ECS keeps them for about an hour), each described once."""
-        seen = _stopped_seen.setdefault((self.region, cluster), {})
+        key = (self.region, cluster)
         with _aws(f"list the stopped tasks on {cluster}"):
             pages = self.ecs.get_paginator("list_tasks").paginate(
                 cluster=cluster, desiredStatus="STOPPED"
             )
             arns = [arn for page in pages for arn in page.get("taskArns", [])]
-        new = [arn for arn in arns if arn not in seen]
+        with _stopped_lock:
+            known = dict(_stopped_seen.get(key, {}))
+        new = [arn for arn in arns if arn not in known]
         for start in range(0, len(new), 100):
             with _aws(f"read the stopped tasks on {cluster}"):
                 answer = self.ecs.describe_tasks(cluster=cluster, tasks=new[start : start + 100])
             for task in answer.get("tasks", []):
-                seen[task["taskArn"]] = _stopped_task(task)
-        listed = set(arns)
-        for arn in [arn for arn in seen if arn not in listed]:
-            del seen[arn]
-        return list(seen.values())
+                known[task["taskArn"]] = _stopped_task(task)
+        listed = {arn: known[arn] for arn in arns if arn in known}
+        with _stopped_lock:  # a threaded worker's ticks may scan at once
+            _stopped_seen[key] = listed
+        return list(listed.values())
 
 
 def _service_state(described: dict) -> ServiceState:
