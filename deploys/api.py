@@ -58,12 +58,15 @@ class DeployListView(APIView):
             )
         except actions.DeployRequestError as exc:
             raise ValidationError(exc.errors) from None
-        return Response(DeploySerializer(deploy_detail(deploy.pk)).data, status.HTTP_201_CREATED)
+        return Response(
+            DeploySerializer(deploy_detail(deploy.pk), context={"user": request.user}).data,
+            status.HTTP_201_CREATED,
+        )
 
 
 class DeployDetailView(APIView):
     def get(self, request, pk: int):
-        return Response(DeploySerializer(deploy_detail(pk)).data)
+        return Response(DeploySerializer(deploy_detail(pk), context={"user": request.user}).data)
 
 
 class DeployActionView(APIView):
@@ -77,7 +80,7 @@ class DeployActionView(APIView):
             self.action(deploy, actor=request.user)
         except IllegalTransition as exc:
             raise Conflict(str(exc)) from None
-        return Response(DeploySerializer(deploy_detail(pk)).data)
+        return Response(DeploySerializer(deploy_detail(pk), context={"user": request.user}).data)
 
 
 class RestoreView(APIView):
@@ -89,7 +92,10 @@ class RestoreView(APIView):
             restoring = actions.restore(release, actor=request.user)
         except actions.DeployRequestError as exc:
             raise ValidationError(exc.errors) from None
-        return Response(DeploySerializer(deploy_detail(restoring.pk)).data, status.HTTP_201_CREATED)
+        return Response(
+            DeploySerializer(deploy_detail(restoring.pk), context={"user": request.user}).data,
+            status.HTTP_201_CREATED,
+        )
 
 
 class QueueView(APIView):

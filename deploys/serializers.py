@@ -3,6 +3,7 @@ from rest_framework import serializers
 
 from builds.models import Build
 
+from .actions import allowed_actions
 from .models import Deploy, DeployEvent, ServiceRollout
 from .slot import queue_position
 
@@ -91,6 +92,9 @@ class DeploySummarySerializer(serializers.ModelSerializer):
 
 class DeploySerializer(DeploySummarySerializer):
     position_in_queue = serializers.SerializerMethodField()
+    # What may be asked of it now, as the paths of its action endpoints: the same rule as the
+    # page's buttons (actions.allowed_actions). context["user"] is who asks.
+    actions = serializers.SerializerMethodField()
     builds = BuildSerializer(many=True, read_only=True)
     rollouts = RolloutSerializer(many=True, read_only=True)
     events = EventSerializer(many=True, read_only=True)
@@ -103,6 +107,7 @@ class DeploySerializer(DeploySummarySerializer):
             "held_until",
             "verify_until",
             "rollback_of",
+            "actions",
             "builds",
             "rollouts",
             "events",
@@ -110,3 +115,6 @@ class DeploySerializer(DeploySummarySerializer):
 
     def get_position_in_queue(self, deploy) -> int | None:
         return queue_position(deploy)
+
+    def get_actions(self, deploy: Deploy) -> list[str]:
+        return sorted(allowed_actions(deploy, self.context.get("user")))

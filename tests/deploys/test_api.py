@@ -128,6 +128,18 @@ def test_cancel_a_queued_deploy(api, application):
     assert api.post(f"/api/deploys/{deploy_id}/retry-build/").status_code == 409
 
 
+def test_the_answer_lists_what_may_be_asked_now_as_the_page_offers_it(api, application, logged_in):
+    deploy_id = create(api, application="demo-shop", branch="feature/clean-merge").json()["id"]
+    assert api.get(f"/api/deploys/{deploy_id}/").json()["actions"] == ["cancel"]
+    page = logged_in.get(f"/deploys/{deploy_id}/").content.decode()
+    assert f'action="/deploys/{deploy_id}/cancel/"' in page  # the same rule drew the button
+
+    cancelled = api.post(f"/api/deploys/{deploy_id}/cancel/").json()
+
+    assert cancelled["actions"] == []
+    assert api.get(f"/api/deploys/{deploy_id}/").json()["actions"] == []
+
+
 def test_missing_deploy_is_404(api, db):
     assert api.get("/api/deploys/999999/").status_code == 404
     assert api.post("/api/deploys/999999/cancel/").status_code == 404
