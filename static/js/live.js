@@ -13,8 +13,8 @@
   "use strict";
 
   var HIDDEN_EVERY_MS = 10000;
-  var FINAL = ["succeeded", "merged", "merge_conflict", "rolled_back", "rollback_failed",
-    "cancelled", "abandoned", "failed"];
+  // The final states come from deploys/states.py, by way of <body data-final-states>.
+  var FINAL = (document.body.getAttribute("data-final-states") || "").split(" ");
   var LABELS = {};
 
   // ------------------------------------------------------------------ times, local

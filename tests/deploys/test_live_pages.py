@@ -3,6 +3,7 @@ that answer in JSON, branch suggestions, the diff summary, and escaping in all o
 
 import re
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.utils import timezone
@@ -11,7 +12,7 @@ from builds.models import Build, BuildStatus
 from clusters.models import Cluster, Placement, ProcessType, Service
 from deploys import dashboard
 from deploys.models import Application, Deploy, DeployEvent, ServiceRollout
-from deploys.states import Mode, State
+from deploys.states import FINAL_STATES, Mode, State
 
 
 def make(application, user, state, *, branch="feature/x", mode=Mode.DEPLOY, **fields):
@@ -238,3 +239,12 @@ def test_the_pages_link_to_each_other(logged_in, application):
     html = logged_in.get("/").content.decode()
     for target in ('href="/history/"', 'href="/applications/"', 'href="/applications/demo-shop/"'):
         assert target in html
+
+
+def test_the_pages_tell_live_js_the_final_states_from_the_one_table(logged_in):
+    html = logged_in.get("/").content.decode()
+    told = html.split('data-final-states="', 1)[1].split('"', 1)[0]
+
+    assert set(told.split(" ")) == {str(state) for state in FINAL_STATES}
+    script = (Path(__file__).resolve().parents[2] / "static/js/live.js").read_text()
+    assert '"succeeded"' not in script  # no list of its own to drift
