@@ -177,7 +177,7 @@ def restore(release: Deploy, *, actor) -> Deploy:
                 branch=f"restore-{release.pk}",
                 mode=Mode.RESTORE,
                 requester=actor,
-                rollback_of=release,
+                restore_of=release,
                 candidate_sha=release.candidate_sha,
                 note=f"restore deploy #{release.pk} ({release.branch})",
             )

@@ -121,13 +121,13 @@ class Deploy(models.Model):
         db_default="",
         help_text="Which process holds the step lease: host:pid:start time (deploys/leases.py).",
     )
-    rollback_of = models.ForeignKey(
+    restore_of = models.ForeignKey(
         "self",
         null=True,
         blank=True,
         on_delete=models.PROTECT,
-        related_name="rollbacks",
-        help_text="For a manual rollback: the release whose revisions it redeploys.",
+        related_name="restores",
+        help_text="For a restore: the release whose revisions it puts back.",
     )
 
     class Meta:

@@ -132,8 +132,8 @@ def build_payload(event: DeployEvent) -> dict:
     deploy = event.deploy
     kind = kind_of(event.from_state, event.to_state) or FAILURE
     words = _SAID[event.to_state].words if event.to_state in _SAID else "moved"
-    if event.to_state == State.DEPLOYING and deploy.rollback_of_id:
-        words += f": redeploying the release of deploy #{deploy.rollback_of_id}"
+    if event.to_state == State.DEPLOYING and deploy.restore_of_id:
+        words += f": redeploying the release of deploy #{deploy.restore_of_id}"
     person = deploy.requester.get_username()
     # Backticks in a branch name would end the code span early.
     branch = escape(deploy.branch.replace("`", "'"))

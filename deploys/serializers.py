@@ -95,6 +95,8 @@ class DeploySerializer(DeploySummarySerializer):
     # What may be asked of it now, as the paths of its action endpoints: the same rule as the
     # page's buttons (actions.allowed_actions). context["user"] is who asks.
     actions = serializers.SerializerMethodField()
+    # restore_of's old name, kept as the old /rollback/ path is.
+    rollback_of = serializers.PrimaryKeyRelatedField(source="restore_of", read_only=True)
     builds = BuildSerializer(many=True, read_only=True)
     rollouts = RolloutSerializer(many=True, read_only=True)
     events = EventSerializer(many=True, read_only=True)
@@ -106,6 +108,7 @@ class DeploySerializer(DeploySummarySerializer):
             "candidate_sha",
             "held_until",
             "verify_until",
+            "restore_of",
             "rollback_of",
             "actions",
             "builds",

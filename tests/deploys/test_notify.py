@@ -211,7 +211,7 @@ def test_a_restore_starts_when_it_takes_the_slot_into_deploying(
     app, user, slack, moved, sent_tasks
 ):
     release = make_deploy(app, user, State.SUCCEEDED, branch="feature/old")
-    deploy = make_deploy(app, user, State.QUEUED, Mode.RESTORE, branch="main", rollback_of=release)
+    deploy = make_deploy(app, user, State.QUEUED, Mode.RESTORE, branch="main", restore_of=release)
     moved(deploy, State.DEPLOYING, message="took the merge slot")
     run_webhook_tasks(sent_tasks)
     assert slack.texts == [

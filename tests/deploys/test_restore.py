@@ -47,7 +47,8 @@ def test_the_api_queues_a_restore_by_either_path(api, release, path):
     response = api.post(f"/api/deploys/{release.pk}/{path}/")
     assert response.status_code == 201, response.json()
     body = response.json()
-    assert (body["mode"], body["rollback_of"], body["state"]) == ("restore", release.pk, "queued")
+    assert (body["mode"], body["restore_of"], body["state"]) == ("restore", release.pk, "queued")
+    assert body["rollback_of"] == release.pk  # the old name, kept for existing clients
     assert body["branch"] == f"restore-{release.pk}"
     assert [r["new_task_definition"] for r in body["rollouts"]] == ["shop-web:2"]
 

@@ -396,7 +396,7 @@ def test_restoring_an_earlier_release_puts_back_its_revisions(
     back = rollout_rounds(back, simulator, sent_tasks, drive)
 
     assert back.state == State.SUCCEEDED
-    assert back.mode == "restore" and back.rollback_of == first
+    assert back.mode == "restore" and back.restore_of == first
     for name in SERVICES:
         assert service_revision(ecs, name) == f"{name}:2"  # exactly what the first release ran
     assert back.events.filter(message__startswith="shop-web on demo: shop-web:3 -> shop-web:2")
@@ -413,7 +413,7 @@ def test_the_restore_button_and_api_queue_a_restore(
     assert "Restore this release" in page
     assert "shop-web:2" in page  # the rollout table
     response = client.post(f"/deploys/{release.pk}/restore/")
-    restoring = Deploy.objects.get(rollback_of=release)
+    restoring = Deploy.objects.get(restore_of=release)
     assert response.status_code == 302 and response["Location"] == f"/deploys/{restoring.pk}/"
     assert restoring.mode == "restore"
     assert restoring.rollouts.count() == 2
