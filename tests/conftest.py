@@ -4,11 +4,13 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
+from moto import mock_aws
 
 from clusters.targets.ecs import forget_clients
 from deploys import dispatch
 from deploys.models import Application
 from devtools.demo import create_demo_remote
+from devtools.ecs_simulator import EcsSimulator
 
 # The demo's checks without its pauses: the same scripts, so branches pass, fail and flake.
 FAST_BUILD = "sh -c " + shlex.quote(
@@ -71,6 +73,21 @@ def drive(sent_tasks, django_capture_on_commit_callbacks):
         raise AssertionError(f"the pipeline did not come to rest: {sent_tasks.sent}")
 
     return run
+
+
+@pytest.fixture
+def simulator(monkeypatch, settings):
+    """moto in this process with the ECS simulator; its clock moves only when a test says."""
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    settings.FC_AWS_MAX_ATTEMPTS = 2
+    with mock_aws(), EcsSimulator(task_start_seconds=1, task_fail_after_seconds=1) as sim:
+        yield sim
 
 
 @pytest.fixture(autouse=True)

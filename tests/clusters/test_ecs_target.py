@@ -10,14 +10,13 @@ from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from clusters.models import Cluster, Placement, ProcessType, Service
 from clusters.targets import ecs as ecs_module
 from clusters.targets import target_for
 from clusters.targets.base import Observation, Progress, TargetRefused, Watch
 from deploys.models import Application
-from devtools.ecs_simulator import EcsSimulator, create_service
+from devtools.ecs_simulator import create_service
 
 REGION = "us-east-1"
 CLUSTER = "demo"
@@ -42,24 +41,11 @@ class Ledger:
 
 
 @pytest.fixture
-def simulator(monkeypatch, settings):
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    settings.FC_AWS_MAX_ATTEMPTS = 2
-    with mock_aws(), EcsSimulator(task_start_seconds=1, task_fail_after_seconds=1) as sim:
-        boto3.client("ecs", region_name=REGION).create_cluster(clusterName=CLUSTER)
-        yield sim
-
-
-@pytest.fixture
 def ecs(simulator):
     """A client of the test's own, so its calls are not counted with the adapter's."""
-    return boto3.client("ecs", region_name=REGION)
+    client = boto3.client("ecs", region_name=REGION)
+    client.create_cluster(clusterName=CLUSTER)
+    return client
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError
 from django.db.models import F
-from moto import mock_aws
 
 from clusters.models import Cluster, Placement, ProcessType, Service
 from clusters.targets import ecs as ecs_module
@@ -20,27 +19,13 @@ from deploys.models import Application, Deploy, RolloutStatus, ServiceRollout
 from deploys.resume import resume_deploys
 from deploys.rollout import ticks
 from deploys.states import FINAL_STATES, State
-from devtools.ecs_simulator import EcsSimulator, create_service
+from devtools.ecs_simulator import create_service
 from tests.remotes import remote_main
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 REPOSITORY = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/demo-shop"
 SERVICES = {"shop-worker": (ProcessType.WORKER, 1), "shop-web": (ProcessType.WEB, 2)}
-
-
-@pytest.fixture
-def simulator(monkeypatch, settings):
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    settings.FC_AWS_MAX_ATTEMPTS = 2
-    with mock_aws(), EcsSimulator(task_start_seconds=1, task_fail_after_seconds=1) as sim:
-        yield sim
 
 
 @pytest.fixture
