@@ -326,7 +326,7 @@ class EcsTarget:
         for _, watch, state, ours in judged:
             if ours is None:
                 continue
-            if ours.failed_tasks or ours.running < ours.desired and watch.settled:
+            if ours.failed_tasks or (watch.settled and ours.running < ours.desired):
                 due = True
             if self._looks_out(watch, state, ours) and not watch.settled:
                 due = True  # never called out without a look at what died on the way

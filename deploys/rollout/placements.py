@@ -8,7 +8,6 @@ one call, so that a target can batch), and the words the timeline says about it.
 
 from __future__ import annotations
 
-import logging
 from datetime import timedelta
 
 import requests
@@ -30,8 +29,6 @@ from clusters.targets.base import (
 from ..models import Deploy, RolloutStatus, ServiceRollout
 from ..statemachine import record_event
 from ..states import Mode
-
-log = logging.getLogger(__name__)
 
 R = RolloutStatus
 TOUCHED = (R.UPDATING, R.DONE, R.FAILED)
