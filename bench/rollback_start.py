@@ -34,17 +34,25 @@ to the DeployEvent of the move (the rest of that tick), from the event to the st
 seen here (commit and this process's poll), and the rollout's tick period.
 """
 
-import logging
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from bench.simulated_aws import (
+    MANIFEST,
+    REGION,
+    deploy_state,
+    is_final,
+    repository,
+    simulated_aws,
+    wait_for,
+    worker_on,
+)
+
 RUNS = 10
-REGION = "us-east-1"
-ACCOUNT = "123456789012"
 REPOSITORY_NAME = "bench-shop"
-REPOSITORY = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{REPOSITORY_NAME}"
+REPOSITORY = repository(REPOSITORY_NAME)
 CLUSTER = "bench"
 SERVICES = ("bench-web", "bench-worker")  # both in phase 1
 TASKS_PER_SERVICE = 2
@@ -53,16 +61,8 @@ TASK_START_SECONDS = 0.2
 # A doomed task runs this long: evenly spread over more than a tick period, one value a run.
 TASK_LIFETIME_SECONDS = (0.4, 1.5)
 CLOCK_INTERVAL = 0.02
+LOG = "worker-rollback-start.log"
 POLL_SECONDS = 0.005  # how often the database is read while timing
-DUMMY_AWS = {
-    "AWS_ACCESS_KEY_ID": "bench",
-    "AWS_SECRET_ACCESS_KEY": "bench",
-    "AWS_DEFAULT_REGION": REGION,
-}
-MANIFEST = (
-    '{"schemaVersion": 2, "mediaType": '
-    '"application/vnd.docker.distribution.manifest.v2+json", "layers": []}'
-)
 
 
 class FailureWatch:
@@ -77,7 +77,7 @@ class FailureWatch:
         self.first_deployment: str = ""
         self.failed_arns: set[str] = set()
         self.seen_by_worker_at: float | None = None  # the first describe_tasks answer with it
-        self.watch_calls: list[tuple[float, str]] = []  # list_tasks STOPPED: (time, startedBy)
+        self.watch_calls: list[float] = []  # when each DescribeServices came (every tick asks)
 
     def arm(self) -> None:
         with self._lock:
@@ -93,10 +93,11 @@ class FailureWatch:
             self.armed = False
 
     def install(self, sim, backend_class) -> Callable[[], None]:
-        """Wrap the simulator's `_fail` and `advance` and moto's two task reads; returns undo."""
+        """Wrap the simulator's `_fail` and `advance` and moto's task and service reads;
+        returns undo."""
         original_fail, original_advance = sim._fail, sim.advance
         original_describe = backend_class.__dict__["describe_tasks"]
-        original_list = backend_class.__dict__["list_tasks"]
+        original_services = backend_class.__dict__["describe_services"]
         watch = self
 
         def fail(service, state, deployment, sim_task, t):
@@ -126,104 +127,74 @@ class FailureWatch:
                     watch.seen_by_worker_at = time.time()
             return answer
 
-        def list_tasks(backend, *args, **kwargs):
-            started_by = kwargs.get("started_by") or (args[3] if len(args) > 3 else None)
-            status = kwargs.get("desiredStatus") or (args[5] if len(args) > 5 else None)
-            if status == "STOPPED" and started_by:
-                watch.watch_calls.append((time.time(), started_by))
-            return original_list(backend, *args, **kwargs)
+        def describe_services(backend, *args, **kwargs):
+            if watch.armed:
+                watch.watch_calls.append(time.time())
+            return original_services(backend, *args, **kwargs)
 
         sim._fail, sim.advance = fail, advance
         backend_class.describe_tasks = describe_tasks
-        backend_class.list_tasks = list_tasks
+        backend_class.describe_services = describe_services
 
         def undo() -> None:
             backend_class.describe_tasks = original_describe
-            backend_class.list_tasks = original_list
+            backend_class.describe_services = original_services
             del sim._fail, sim.advance
 
         return undo
 
 
 def run(var_dir: Path) -> dict[str, dict]:
-    import boto3
     from django.contrib.auth import get_user_model
     from moto.ecs.models import EC2ContainerServiceBackend
-    from moto.server import ThreadedMotoServer
 
-    from bench.__main__ import start_worker, summary
+    from bench.__main__ import summary
     from clusters.models import Cluster, Placement, ProcessType, Service
     from deploys.models import Application
-    from devtools.ecs_simulator import EcsSimulator
 
     work = var_dir / "rollback-start"
-    # moto's server would log every request the worker makes.
-    werkzeug = logging.getLogger("werkzeug")
-    werkzeug_level = werkzeug.level
-    werkzeug.setLevel(logging.WARNING)
     work.mkdir(parents=True, exist_ok=True)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
-    sim = EcsSimulator(task_start_seconds=TASK_START_SECONDS)
-    sim.install()
-    watch = FailureWatch()
-    undo = watch.install(sim, EC2ContainerServiceBackend)
-    sim.start_clock(interval=CLOCK_INTERVAL)
-    sim.behave_by_image(MARKER, "oom")
-    worker = None
-    try:
-        aws = {
-            "region_name": REGION,
-            "endpoint_url": url,
-            "aws_access_key_id": DUMMY_AWS["AWS_ACCESS_KEY_ID"],
-            "aws_secret_access_key": DUMMY_AWS["AWS_SECRET_ACCESS_KEY"],
-        }
-        ecs, ecr = boto3.client("ecs", **aws), boto3.client("ecr", **aws)
-        base = _make_services(ecs, ecr)
-
-        app = Application.objects.create(
-            slug="bench-ecs",
-            name="Bench on ECS",
-            git_remote_url=str(work / "unused.git"),  # the deploys never merge
-            image_repository=REPOSITORY,
-            soak_seconds=0,
-            phase_timeout_seconds=60,
-        )
-        cluster = Cluster.objects.create(name=CLUSTER, region=REGION)
-        for name in SERVICES:
-            service = Service.objects.create(
-                application=app, name=name, process_type=ProcessType.WEB, phase=1
+    samples: dict[str, list[float]] = {
+        "total": [],
+        "wait": [],
+        "tick": [],
+        "commit": [],
+        "period": [],
+    }
+    with simulated_aws(task_start_seconds=TASK_START_SECONDS) as aws:
+        watch = FailureWatch()
+        undo = watch.install(aws.sim, EC2ContainerServiceBackend)
+        aws.sim.start_clock(interval=CLOCK_INTERVAL)
+        aws.sim.behave_by_image(MARKER, "oom")
+        try:
+            base = _make_services(aws.ecs, aws.ecr)
+            app = Application.objects.create(
+                slug="bench-ecs",
+                name="Bench on ECS",
+                git_remote_url=str(work / "unused.git"),  # the deploys never merge
+                image_repository=REPOSITORY,
+                soak_seconds=0,
+                phase_timeout_seconds=60,
             )
-            Placement.objects.create(
-                service=service, cluster=cluster, ecs_service_name=name, container_name="app"
-            )
-        user = get_user_model().objects.get_or_create(username="bench")[0]
-
-        env = {**DUMMY_AWS, "AWS_ENDPOINT_URL": url, "FC_ROLLOUT_POLL_SECONDS": "1"}
-        worker = start_worker(var_dir / "worker-rollback-start.log", env=env)
-        samples: dict[str, list[float]] = {
-            "total": [],
-            "wait": [],
-            "tick": [],
-            "commit": [],
-            "period": [],
-        }
-        for n in range(RUNS):
-            sim.task_fail_after_seconds = _lifetime(n)
-            one = _one_run(n, app, user, ecs, ecr, base, watch)
-            for key, value in one.items():
-                samples[key].extend(value if isinstance(value, list) else [value])
-    finally:
-        if worker is not None:
-            worker.terminate()
-            worker.wait(timeout=30)
-        sim.stop_clock()
-        undo()
-        sim.uninstall()
-        server.stop()
-        werkzeug.setLevel(werkzeug_level)
+            cluster = Cluster.objects.create(name=CLUSTER, region=REGION)
+            for name in SERVICES:
+                service = Service.objects.create(
+                    application=app, name=name, process_type=ProcessType.WEB, phase=1
+                )
+                Placement.objects.create(
+                    service=service, cluster=cluster, ecs_service_name=name, container_name="app"
+                )
+            user = get_user_model().objects.get_or_create(username="bench")[0]
+            log = var_dir / LOG
+            with worker_on(aws.url, log, FC_ROLLOUT_POLL_SECONDS="1"):
+                for n in range(RUNS):
+                    aws.sim.task_fail_after_seconds = _lifetime(n)
+                    one = _one_run(n, app, user, aws.ecs, aws.ecr, base, watch)
+                    for key, value in one.items():
+                        samples[key].extend(value if isinstance(value, list) else [value])
+        finally:
+            aws.sim.stop_clock()
+            undo()
 
     figure = summary(samples["total"])
     figure["breakdown"] = {
@@ -255,7 +226,7 @@ def _make_services(ecs, ecr) -> dict[str, str]:
             image=f"{REPOSITORY}:base",
             desired_count=TASKS_PER_SERVICE,
         )
-    _wait_for(lambda: _steady_on(ecs, base), "the services to start", timeout=30)
+    wait_for(lambda: _steady_on(ecs, base), "the services to start", timeout=30, log=LOG)
     return base
 
 
@@ -282,13 +253,13 @@ def _one_run(n, app, user, ecs, ecr, base, watch: FailureWatch) -> dict:
     pipeline.build_finished(deploy, build, passed=True, summary="bench")  # -> deploying
 
     started = time.monotonic()
-    while (state := _state(deploy)) != State.ROLLING_BACK:
+    while (state := deploy_state(deploy)) != State.ROLLING_BACK:
         if state != State.DEPLOYING:
             raise SystemExit(f"bench: deploy #{deploy.pk} went {state}; see the worker log")
         if time.monotonic() - started > 30:
             raise SystemExit(
                 f"bench: deploy #{deploy.pk} not rolling back 30 s after it started deploying; "
-                "see worker-rollback-start.log"
+                f"see {LOG}"
             )
         time.sleep(POLL_SECONDS)
     seen = time.time()
@@ -304,15 +275,16 @@ def _one_run(n, app, user, ecs, ecr, base, watch: FailureWatch) -> dict:
     moved = deploy.events.get(from_state=State.DEPLOYING, to_state=State.ROLLING_BACK)
     event_at = moved.created_at.timestamp()
     looked = watch.seen_by_worker_at or event_at
-    # Ticks of the forward rollout: its list_tasks(STOPPED) calls, one per service a tick.
+    # Ticks of the forward rollout: each begins with a DescribeServices after a pause.
     starts = []
-    for at, started_by in sorted(watch.watch_calls):
-        if started_by in ours and (not starts or at - starts[-1] > 0.3):
+    for at in sorted(watch.watch_calls):
+        if not starts or at - starts[-1] > 0.3:
             starts.append(at)
 
-    _wait_for(lambda: _state(deploy) in _final(), f"deploy #{deploy.pk} to finish", timeout=60)
-    if _state(deploy) != State.ROLLED_BACK:
-        raise SystemExit(f"bench: deploy #{deploy.pk} ended {_state(deploy)}, not rolled back")
+    wait_for(lambda: is_final(deploy), f"deploy #{deploy.pk} to finish", timeout=60, log=LOG)
+    if deploy_state(deploy) != State.ROLLED_BACK:
+        ended = deploy_state(deploy)
+        raise SystemExit(f"bench: deploy #{deploy.pk} ended {ended}, not rolled back")
     if not _steady_on(ecs, base):
         raise SystemExit(f"bench: after deploy #{deploy.pk} the services are not back on base")
     return {
@@ -333,23 +305,3 @@ def _steady_on(ecs, revisions: dict[str, str]) -> bool:
         and s["runningCount"] == s["desiredCount"]
         for s in described
     ) and len(described) == len(revisions)
-
-
-def _state(deploy) -> str:
-    from deploys.models import Deploy
-
-    return Deploy.objects.values_list("state", flat=True).get(pk=deploy.pk)
-
-
-def _final():
-    from deploys.states import FINAL_STATES
-
-    return FINAL_STATES
-
-
-def _wait_for(predicate, what: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"bench: timed out waiting for {what}; see worker-rollback-start.log")
-        time.sleep(0.02)

@@ -44,18 +44,26 @@ the first UpdateService (one after the other) to DescribeServices (10 a call, ev
 showing every service's new deployment COMPLETED with all its tasks running and alone.
 """
 
-import logging
 import statistics
 import subprocess
 import threading
 import time
 from pathlib import Path
 
+from bench.simulated_aws import (
+    MANIFEST,
+    REGION,
+    deploy_state,
+    is_final,
+    repository,
+    simulated_aws,
+    wait_for,
+    worker_on,
+)
+
 SIZES = (4, 40)
-REGION = "us-east-1"
-ACCOUNT = "123456789012"
 REPOSITORY_NAME = "bench-calls"
-REPOSITORY = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{REPOSITORY_NAME}"
+REPOSITORY = repository(REPOSITORY_NAME)
 TASKS_PER_SERVICE = 2
 TASK_START_SECONDS = 2.0
 SOAK_SECONDS = 15
@@ -66,15 +74,7 @@ TICK_GAP_SECONDS = 0.5
 GOAL = 0.15  # calls per watched service per tick at 40 services, as the issue states
 ACTIONS = ("DescribeServices", "ListTasks", "DescribeTasks")
 STARTING = {"RegisterTaskDefinition", "UpdateService", "DescribeTaskDefinition"}
-DUMMY_AWS = {
-    "AWS_ACCESS_KEY_ID": "bench",
-    "AWS_SECRET_ACCESS_KEY": "bench",
-    "AWS_DEFAULT_REGION": REGION,
-}
-MANIFEST = (
-    '{"schemaVersion": 2, "mediaType": '
-    '"application/vnd.docker.distribution.manifest.v2+json", "layers": []}'
-)
+LOG = "worker-rollout-calls.log"
 
 
 class CallLog:
@@ -112,56 +112,27 @@ class CallLog:
 
 
 def run(var_dir: Path) -> dict[str, dict]:
-    import boto3
     from moto.ecs.responses import EC2ContainerServiceResponse
-    from moto.server import ThreadedMotoServer
-
-    from bench.__main__ import start_worker
-    from devtools.ecs_simulator import EcsSimulator
 
     work = var_dir / "rollout-calls"
     work.mkdir(parents=True, exist_ok=True)
-    werkzeug = logging.getLogger("werkzeug")
-    werkzeug_level = werkzeug.level
-    werkzeug.setLevel(logging.WARNING)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
-    sim = EcsSimulator(task_start_seconds=TASK_START_SECONDS)
-    sim.install()
-    calls = CallLog()
-    undo = calls.install(EC2ContainerServiceResponse)
-    sim.start_clock(interval=CLOCK_INTERVAL)
-    worker = None
     figures: dict[str, dict] = {}
-    try:
-        aws = {
-            "region_name": REGION,
-            "endpoint_url": url,
-            "aws_access_key_id": DUMMY_AWS["AWS_ACCESS_KEY_ID"],
-            "aws_secret_access_key": DUMMY_AWS["AWS_SECRET_ACCESS_KEY"],
-        }
-        ecs, ecr = boto3.client("ecs", **aws), boto3.client("ecr", **aws)
-        ecr.create_repository(repositoryName=REPOSITORY_NAME)
-        env = {
-            **DUMMY_AWS,
-            "AWS_ENDPOINT_URL": url,
-            "FC_ROLLOUT_POLL_SECONDS": POLL_SECONDS,
-            "FC_ECS_STOPPED_TASKS_EVERY": STOPPED_TASKS_EVERY,
-        }
-        worker = start_worker(var_dir / "worker-rollout-calls.log", env=env)
-        for size in SIZES:
-            figures.update(_one_size(size, work, ecs, ecr, calls))
-    finally:
-        if worker is not None:
-            worker.terminate()
-            worker.wait(timeout=30)
-        sim.stop_clock()
-        undo()
-        sim.uninstall()
-        server.stop()
-        werkzeug.setLevel(werkzeug_level)
+    with simulated_aws(task_start_seconds=TASK_START_SECONDS) as aws:
+        calls = CallLog()
+        undo = calls.install(EC2ContainerServiceResponse)
+        aws.sim.start_clock(interval=CLOCK_INTERVAL)
+        try:
+            aws.ecr.create_repository(repositoryName=REPOSITORY_NAME)
+            settings = {
+                "FC_ROLLOUT_POLL_SECONDS": POLL_SECONDS,
+                "FC_ECS_STOPPED_TASKS_EVERY": STOPPED_TASKS_EVERY,
+            }
+            with worker_on(aws.url, var_dir / LOG, **settings):
+                for size in SIZES:
+                    figures.update(_one_size(size, work, aws.ecs, aws.ecr, calls))
+        finally:
+            aws.sim.stop_clock()
+            undo()
     return figures
 
 
@@ -192,16 +163,17 @@ def _one_size(size: int, work: Path, ecs, ecr, calls: CallLog) -> dict[str, dict
     )
     calls.take()  # the floor's, and anything before
     pipeline.build_finished(deploy, build, passed=True, summary="bench")  # -> deploying
-    _wait_for(
-        lambda: _state(deploy) in _final(),
+    wait_for(
+        lambda: is_final(deploy),
         f"deploy #{deploy.pk} with {size} services to finish",
         timeout=300,
+        log=LOG,
     )
     window = calls.take()
-    if _state(deploy) != State.SUCCEEDED:
+    if deploy_state(deploy) != State.SUCCEEDED:
         raise SystemExit(
-            f"bench: deploy #{deploy.pk} with {size} services ended {_state(deploy)}; see "
-            "worker-rollout-calls.log"
+            f"bench: deploy #{deploy.pk} with {size} services ended {deploy_state(deploy)}; "
+            f"see {LOG}"
         )
 
     deploying = deploy.events.get(
@@ -353,7 +325,9 @@ def _make_application(size, work, ecs, cluster, names):
             image=f"{REPOSITORY}:base",
             desired_count=TASKS_PER_SERVICE,
         )
-    _wait_for(lambda: _all_completed(ecs, cluster, names), "the services to start", timeout=120)
+    wait_for(
+        lambda: _all_completed(ecs, cluster, names), "the services to start", timeout=120, log=LOG
+    )
     remote = make_remote(work / f"remote-{size}" / "remote.git", 1)
     app = Application.objects.create(
         slug=f"bench-calls-{size}",
@@ -418,23 +392,3 @@ def _branch_sha(remote: Path, branch: str) -> str:
         text=True,
         check=True,
     ).stdout.strip()
-
-
-def _state(deploy) -> str:
-    from deploys.models import Deploy
-
-    return Deploy.objects.values_list("state", flat=True).get(pk=deploy.pk)
-
-
-def _final():
-    from deploys.states import FINAL_STATES
-
-    return FINAL_STATES
-
-
-def _wait_for(predicate, what: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"bench: timed out waiting for {what}; see worker-rollout-calls.log")
-        time.sleep(0.05)
