@@ -1,6 +1,9 @@
-"""Where an application's processes run: clusters, services (process types) and placements."""
+"""Where an application's processes run: clusters, services (process types) and placements,
+the plan that moves services from legacy deploy jobs to ECS, and what those jobs deployed."""
 
+from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 
 class Cluster(models.Model):
@@ -35,6 +38,14 @@ class Service(models.Model):
     health_check_url = models.URLField(
         blank=True, help_text="Checked while the service rolls out and soaks; must answer 2xx."
     )
+    migration_phase = models.ForeignKey(
+        "MigrationPhase",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="services",
+        help_text="The phase of the application's migration plan that moves it to ECS.",
+    )
 
     class Meta:
         ordering = ["application", "phase", "name"]
@@ -62,6 +73,17 @@ class Placement(models.Model):
     ecs_service_name = models.CharField(max_length=255, blank=True)
     container_name = models.CharField(max_length=255, blank=True)
     legacy_job = models.CharField(max_length=255, blank=True)
+    legacy_version = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="The version a legacy job ran before Fat Controller deployed it (what a "
+        "restore puts back until a deploy of its own has succeeded).",
+    )
+    retired_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Retired by its migration phase's end: kept for history, never deployed again.",
+    )
 
     class Meta:
         constraints = [
@@ -73,3 +95,102 @@ class Placement(models.Model):
 
     def __str__(self) -> str:
         return f"{self.service} on {self.cluster or self.legacy_job}"
+
+
+class MigrationState(models.TextChoices):
+    """Where a migration phase's services run: legacy only, both sides, ECS only."""
+
+    PLANNED = "planned", "Planned"
+    DUAL_RUNNING = "dual_running", "Dual running"
+    CUT_OVER = "cut_over", "Cut over"
+    DONE = "done", "Done"
+
+
+class MigrationPlan(models.Model):
+    """An application's move from legacy deploy jobs to ECS, one phase of services at a time.
+
+    A phase is cut over only once the ECS side of each of its services has been out and
+    healthy through `proof_deploys` deploys and `proof_hours` hours of dual running.
+    """
+
+    application = models.OneToOneField(
+        "deploys.Application", on_delete=models.CASCADE, related_name="migration_plan"
+    )
+    proof_deploys = models.PositiveIntegerField(default=3)
+    proof_hours = models.PositiveIntegerField(default=24)
+
+    def __str__(self) -> str:
+        return f"migration plan of {self.application.slug}"
+
+
+class MigrationPhase(models.Model):
+    plan = models.ForeignKey(MigrationPlan, on_delete=models.CASCADE, related_name="phases")
+    position = models.PositiveIntegerField(help_text="1 goes first.")
+    name = models.CharField(max_length=200)
+    state = models.CharField(
+        max_length=20, choices=MigrationState.choices, default=MigrationState.PLANNED
+    )
+    state_since = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["plan", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["plan", "position"], name="unique_phase_position"),
+            models.UniqueConstraint(fields=["plan", "name"], name="unique_phase_name"),
+        ]
+
+    def __str__(self) -> str:
+        return f"phase {self.position} ({self.name}) of {self.plan.application.slug}"
+
+
+class MigrationMove(models.Model):
+    """A person moved a phase on: who, when, why, and whether a rule was overridden."""
+
+    phase = models.ForeignKey(MigrationPhase, on_delete=models.CASCADE, related_name="moves")
+    from_state = models.CharField(max_length=20, choices=MigrationState.choices)
+    to_state = models.CharField(max_length=20, choices=MigrationState.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor_name = models.CharField(max_length=150, help_text="Kept if the user is deleted.")
+    reason = models.CharField(max_length=1000)
+    forced = models.BooleanField(default=False)
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["at", "id"]
+
+
+class LegacyRunPurpose(models.TextChoices):
+    DEPLOY = "deploy", "Deploy"
+    RESTORE = "restore", "Restore"
+
+
+class LegacyRun(models.Model):
+    """One trigger of a legacy deploy job, as its target (clusters/targets/legacy.py) saw it.
+
+    The version a legacy placement runs is the version of its last successful run, since a
+    legacy job cannot be asked (Placement.legacy_version before the first). `request` is a
+    parameter of the trigger, so a trigger retried after a lost answer is found, not doubled.
+    """
+
+    placement = models.ForeignKey(Placement, on_delete=models.PROTECT, related_name="legacy_runs")
+    purpose = models.CharField(max_length=20, choices=LegacyRunPurpose.choices)
+    request = models.CharField(max_length=64, unique=True)
+    version = models.CharField(max_length=200)
+    image = models.CharField(max_length=500, blank=True)
+    commit = models.CharField(max_length=40, blank=True)
+    queue_id = models.BigIntegerField(null=True, blank=True)
+    build_number = models.PositiveIntegerField(null=True, blank=True)
+    build_url = models.CharField(max_length=500, blank=True)
+    result = models.CharField(max_length=40, blank=True, help_text="Jenkins' word: SUCCESS...")
+    log = models.TextField(blank=True)
+    log_offset = models.BigIntegerField(default=0, help_text="Jenkins' byte offset read to.")
+    triggered_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.placement.legacy_job} {self.purpose} of {self.version}"

@@ -246,6 +246,11 @@ class ServiceRollout(models.Model):
     def __str__(self) -> str:
         return f"deploy {self.deploy_id}: {self.placement} ({self.status})"
 
+    @property
+    def commit(self) -> str:
+        """The commit the image was built from (the Ledger protocol): the deploy's candidate."""
+        return self.deploy.candidate_sha
+
     def write(self, **fields) -> None:
         """Set the fields here and in the database at once (the Ledger protocol)."""
         for name, value in fields.items():

@@ -47,6 +47,8 @@ class Ledger(Protocol):
     revision_made: the revision this rollout made for its image.
     start_handle / restore_handle: the target's name for the start or restore under way.
     detail: anything else the adapter wants to remember (JSON).
+    commit: the commit the image was built from ('' when not known), for targets that are
+    told it (a legacy job's COMMIT parameter); read only.
     """
 
     revision_before: str
@@ -54,6 +56,7 @@ class Ledger(Protocol):
     start_handle: str
     restore_handle: str
     detail: dict[str, Any]
+    commit: str
 
     def write(self, **fields: Any) -> None:
         """Set the fields and store them before returning."""

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from builds.models import BuildStatus
-from clusters import targets
+from clusters import migration, targets
 from clusters.models import Placement
 from clusters.targets.base import (
     Observation,
@@ -40,13 +40,15 @@ class RolloutProblem(Exception):
 
 
 def rollout_placements(application) -> list[Placement]:
-    """The application's placements that a target drives, by phase."""
+    """The placements a deploy touches now, by phase: those a target drives, on the sides
+    their migration phase says (clusters/migration.py); both sides of a dual-running service
+    are in the same phase, so they go out together and a failure of either restores both."""
     placements = (
         Placement.objects.filter(service__application=application)
-        .select_related("service", "cluster")
+        .select_related("service__migration_phase", "cluster")
         .order_by("service__phase", "id")
     )
-    return [p for p in placements if targets.drives(p.kind)]
+    return [p for p in placements if targets.drives(p.kind) and migration.in_use(p)]
 
 
 def image_of(deploy: Deploy, build) -> str:
