@@ -21,6 +21,7 @@ which imports nothing) is imported here.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 from django.db import transaction
 from django.utils import timezone
 

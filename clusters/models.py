@@ -160,6 +160,9 @@ class MigrationMove(models.Model):
     class Meta:
         ordering = ["at", "id"]
 
+    def __str__(self) -> str:
+        return f"{self.phase}: {self.from_state} -> {self.to_state} by {self.actor_name}"
+
 
 class LegacyRunPurpose(models.TextChoices):
     DEPLOY = "deploy", "Deploy"
