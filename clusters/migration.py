@@ -55,16 +55,20 @@ def is_legacy(placement: Placement) -> bool:
 
 def in_use(placement: Placement) -> bool:
     """Does a deploy touch this placement now? (placement.service.migration_phase is read)."""
-    if placement.retired_at is not None:
-        return False
     phase = placement.service.migration_phase
-    if phase is None:
-        return not is_legacy(placement)
-    if phase.state == S.PLANNED:
-        return is_legacy(placement)
-    if phase.state == S.DUAL_RUNNING:
-        return True
-    return not is_legacy(placement)
+    return touches(placement.kind, placement.retired_at, phase.state if phase else None)
+
+
+def touches(kind: str, retired_at, phase_state: str | None) -> bool:
+    """in_use from the values alone, for a query that reads many placements at once."""
+    if retired_at is not None:
+        return False
+    legacy = kind == PlacementKind.LEGACY
+    if phase_state is None or phase_state in (S.CUT_OVER, S.DONE):
+        return not legacy
+    if phase_state == S.PLANNED:
+        return legacy
+    return True  # dual running: both sides
 
 
 def next_state(state: str) -> str | None:

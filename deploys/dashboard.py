@@ -13,8 +13,10 @@ from datetime import datetime, timedelta
 from django.core.cache import cache
 from django.utils import timezone
 
-from clusters.models import Placement, PlacementKind
+from clusters import migration, targets
+from clusters.models import Placement
 
+from . import sides
 from .models import Application, Deploy, RolloutStatus, ServiceRollout
 from .states import FINAL_STATES, MEANING, SLOT_STATES, Mode, State
 
@@ -41,6 +43,9 @@ NOT_A_RUN = (State.CANCELLED, State.MERGE_CONFLICT)
 class Step:
     label: str
     status: str  # done | current | failed | todo
+    # A phase's placements out of all it touches, both sides of a dual-running service
+    # counted ("3 of 4 out"); "" before the phase has rollout rows.
+    count: str = ""
 
 
 @dataclass
@@ -48,6 +53,8 @@ class AppBoard:
     application: Application
     holder: Deploy | None = None
     holder_steps: list[Step] = field(default_factory=list)
+    # The holder's services that go out on both sides (legacy and ECS) while they migrate.
+    holder_dual: list[sides.ServiceSides] = field(default_factory=list)
     waiting: list[tuple[Deploy, datetime | None]] = field(default_factory=list)
     recent: list[Deploy] = field(default_factory=list)
     typical_duration: timedelta | None = None
@@ -94,6 +101,7 @@ def board(applications=None) -> list[AppBoard]:
             entry.holder_steps = steps(
                 entry.holder, phases.get(app_id, []), rollouts.get(entry.holder.pk)
             )
+            entry.holder_dual = sides.dual_services(rollouts.get(entry.holder.pk, []))
         queued = [deploy for deploy, _ in entry.waiting]
         entry.waiting = list(zip(queued, estimated_starts(entry, now), strict=True))
     return [boards[app.pk] for app in apps]
@@ -115,15 +123,23 @@ def _recent_durations(finished, app_id: int) -> list[timedelta]:
 
 
 def phases_of(app_ids) -> dict[int, list[int]]:
-    """Each application's rollout phases, lowest first."""
+    """Each application's rollout phases, lowest first: those with a placement a deploy
+    touches now (on the side its migration phase says)."""
     phases: dict[int, set[int]] = {}
     rows = (
-        Placement.objects.filter(service__application_id__in=app_ids, kind=PlacementKind.ECS)
-        .values_list("service__application_id", "service__phase")
+        Placement.objects.filter(service__application_id__in=app_ids)
+        .values_list(
+            "service__application_id",
+            "service__phase",
+            "kind",
+            "retired_at",
+            "service__migration_phase__state",
+        )
         .distinct()
     )
-    for app_id, phase in rows:
-        phases.setdefault(app_id, set()).add(phase)
+    for app_id, phase, kind, retired_at, migration_state in rows:
+        if targets.drives(kind) and migration.touches(kind, retired_at, migration_state):
+            phases.setdefault(app_id, set()).add(phase)
     return {app_id: sorted(found) for app_id, found in phases.items()}
 
 
@@ -131,7 +147,10 @@ def rollouts_of(deploys) -> dict[int, list[ServiceRollout]]:
     found: dict[int, list[ServiceRollout]] = {}
     if not deploys:
         return found
-    for rollout in ServiceRollout.objects.filter(deploy__in=deploys).order_by("phase", "id"):
+    rows = ServiceRollout.objects.filter(deploy__in=deploys).select_related(
+        "placement__service", "placement__cluster"
+    )
+    for rollout in rows.order_by("phase", "id"):
         found.setdefault(rollout.deploy_id, []).append(rollout)
     return found
 
@@ -154,7 +173,8 @@ def steps(deploy: Deploy, phases: list[int], rollouts: list[ServiceRollout] | No
     keys = [key for key, _ in labels]
     position = keys.index(current_key) if current_key in keys else len(keys)
     result = []
-    for index, (_key, label) in enumerate(labels):
+    out_of = _counts(rollouts)
+    for index, (key, label) in enumerate(labels):
         if deploy.state in FINAL_STATES and not failed:
             status = "done"
         elif index < position:
@@ -163,8 +183,18 @@ def steps(deploy: Deploy, phases: list[int], rollouts: list[ServiceRollout] | No
             status = "failed" if failed else "current"
         else:
             status = "todo"
-        result.append(Step(label, status))
+        result.append(Step(label, status, out_of.get(key, "")))
     return result
+
+
+def _counts(rollouts: list[ServiceRollout]) -> dict[str, str]:
+    """'n of m out' per phase step, every placement of the phase counted, both sides."""
+    totals: dict[int, list[int]] = {}
+    for rollout in rollouts:
+        done_and_all = totals.setdefault(rollout.phase, [0, 0])
+        done_and_all[0] += rollout.status == RolloutStatus.DONE
+        done_and_all[1] += 1
+    return {f"phase-{p}": f"{done} of {total} out" for p, (done, total) in totals.items()}
 
 
 def _where(deploy: Deploy, rollouts: list[ServiceRollout], phases: list[int]) -> tuple[str, bool]:

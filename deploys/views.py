@@ -12,7 +12,7 @@ from builds.logs import log_tail, with_log_tail
 from builds.models import Build
 from lib.git import GitError
 
-from . import actions, dashboard, slot
+from . import actions, dashboard, sides, slot
 from .forms import QueueDeployForm
 from .models import Application, Deploy, DeployEvent, ServiceRollout
 from .repositories import repository_for
@@ -118,6 +118,7 @@ def _deploy_context(request, pk: int) -> dict:
         "deploy": deploy,
         "builds": builds,
         "steps": dashboard.steps(deploy, phases, rollouts),
+        "rollout_services": sides.services_of(rollouts),
         "position": slot.queue_position(deploy),
         "actions": actions.allowed_actions(deploy, request.user),
     }
