@@ -37,6 +37,7 @@ def main() -> None:
     from bench import (
         broker_latency,
         build_notification,
+        dual_rollout,
         pages,
         rollback_start,
         rollout_calls,
@@ -49,6 +50,7 @@ def main() -> None:
         "build_notification": build_notification,
         "rollback_start": rollback_start,
         "rollout_calls": rollout_calls,
+        "dual_rollout": dual_rollout,
         "pages": pages,
     }
     chosen = sys.argv[1:] or list(modules)

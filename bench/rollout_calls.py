@@ -45,7 +45,6 @@ showing every service's new deployment COMPLETED with all its tasks running and 
 """
 
 import statistics
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -53,6 +52,8 @@ from pathlib import Path
 from bench.simulated_aws import (
     MANIFEST,
     REGION,
+    all_completed,
+    branch_sha,
     deploy_state,
     is_final,
     repository,
@@ -149,7 +150,7 @@ def _one_size(size: int, work: Path, ecs, ecr, calls: CallLog) -> dict[str, dict
 
     tag = f"calls-{size}"
     ecr.put_image(repositoryName=REPOSITORY_NAME, imageManifest=MANIFEST, imageTag=tag)
-    candidate = _branch_sha(Path(app.git_remote_url), "bench/000")
+    candidate = branch_sha(Path(app.git_remote_url), "bench/000")
     deploy = Deploy.objects.create(
         application=app,
         branch="bench/000",
@@ -326,7 +327,7 @@ def _make_application(size, work, ecs, cluster, names):
             desired_count=TASKS_PER_SERVICE,
         )
     wait_for(
-        lambda: _all_completed(ecs, cluster, names), "the services to start", timeout=120, log=LOG
+        lambda: all_completed(ecs, cluster, names), "the services to start", timeout=120, log=LOG
     )
     remote = make_remote(work / f"remote-{size}" / "remote.git", 1)
     app = Application.objects.create(
@@ -363,32 +364,8 @@ def _floor(ecs, cluster, names) -> float:
     started = time.perf_counter()
     for name in names:
         ecs.update_service(cluster=cluster, service=name, taskDefinition=revisions[name])
-    while not _all_completed(ecs, cluster, names, revisions):
+    while not all_completed(ecs, cluster, names, revisions):
         if time.perf_counter() - started > 120:
             raise SystemExit(f"bench: the simulator did not complete {cluster}'s deployments")
         time.sleep(0.05)
     return (time.perf_counter() - started) * 1000
-
-
-def _all_completed(ecs, cluster, names, revisions=None) -> bool:
-    described = []
-    for start in range(0, len(names), 10):
-        batch = names[start : start + 10]
-        described += ecs.describe_services(cluster=cluster, services=batch)["services"]
-    return len(described) == len(names) and all(
-        (revisions is None or s["taskDefinition"] == revisions[s["serviceName"]])
-        and len(s["deployments"]) == 1
-        and s["deployments"][0]["rolloutState"] == "COMPLETED"
-        and s["runningCount"] == s["desiredCount"]
-        for s in described
-    )
-
-
-def _branch_sha(remote: Path, branch: str) -> str:
-    return subprocess.run(
-        ["git", "rev-parse", f"refs/heads/{branch}"],
-        cwd=remote,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -106,3 +107,30 @@ def wait_for(
         if time.monotonic() > deadline:
             raise SystemExit(f"bench: timed out waiting for {what}; see {log}")
         time.sleep(every)
+
+
+def all_completed(ecs, cluster, names, revisions=None) -> bool:
+    """Is every named service's one deployment COMPLETED, all its tasks running (on the
+    given revisions, when given)?"""
+    described = []
+    for start in range(0, len(names), 10):
+        batch = names[start : start + 10]
+        described += ecs.describe_services(cluster=cluster, services=batch)["services"]
+    return len(described) == len(names) and all(
+        (revisions is None or s["taskDefinition"] == revisions[s["serviceName"]])
+        and len(s["deployments"]) == 1
+        and s["deployments"][0]["rolloutState"] == "COMPLETED"
+        and s["runningCount"] == s["desiredCount"]
+        for s in described
+    )
+
+
+def branch_sha(remote: Path, branch: str) -> str:
+    """The branch's head in a bench's own remote."""
+    return subprocess.run(
+        ["git", "rev-parse", f"refs/heads/{branch}"],
+        cwd=remote,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
