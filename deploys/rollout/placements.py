@@ -220,7 +220,17 @@ def each(deploy: Deploy, rollouts: list[ServiceRollout], act) -> list[str]:
         try:
             act(rollout)
         except TargetUnavailable as exc:
-            note_trouble(deploy, rollout, exc)
+            if not over_time(deploy, rollout):
+                note_trouble(deploy, rollout, exc)
+                continue
+            # Away for longer than a phase may take: the placement is given up like one that
+            # never came out, so the deploy rolls back instead of waiting without end.
+            problem = (
+                f"{name_of(rollout)}: {exc}, for longer than the phase timeout "
+                f"({deploy.application.phase_timeout_seconds} s)"
+            )
+            mark(rollout, R.FAILED, problem)
+            problems.append(problem)
         except (RolloutProblem, TargetError) as exc:
             mark(rollout, R.FAILED, str(exc))
             problems.append(str(exc))

@@ -199,6 +199,41 @@ def test_a_deployment_that_never_completes_times_out_and_rolls_back(
     assert service_revision(ecs, "shop-web") == "shop-web:1"  # never touched
 
 
+def test_a_target_away_past_the_phase_timeout_rolls_back_instead_of_waiting_forever(
+    shop, user, ecs, simulator, sent_tasks, drive, django_capture_on_commit_callbacks, monkeypatch
+):
+    simulator.stall("demo", "shop-worker")
+    deploy = queue_and_build(shop, user, sent_tasks, django_capture_on_commit_callbacks)
+    rollout_rounds(deploy, simulator, sent_tasks, drive, rounds=5, until={State.DEPLOYING})
+    away = {"on": True}
+    real_observe = ecs_module.EcsTarget.observe
+
+    def observe(self, watches):
+        if away["on"]:
+            raise ecs_module.TargetUnavailable("ECS did not answer: connection refused")
+        return real_observe(self, watches)
+
+    monkeypatch.setattr(ecs_module.EcsTarget, "observe", observe)
+    for _ in range(3):
+        sent_tasks.release_later()
+        drive()
+    deploy.refresh_from_db()
+    assert deploy.state == State.DEPLOYING  # passing trouble, within the phase timeout
+    assert deploy.events.filter(message__contains="trying again").count() == 1
+    ServiceRollout.objects.filter(deploy=deploy).update(
+        started_at=deploy.updated_at - timedelta(seconds=601)
+    )
+
+    rollout_rounds(deploy, simulator, sent_tasks, drive, until={State.ROLLING_BACK})
+    away["on"] = False
+    deploy = rollout_rounds(deploy, simulator, sent_tasks, drive)
+
+    assert deploy.state == State.ROLLED_BACK
+    reason = why_it_moved(deploy, State.ROLLING_BACK)
+    assert "ECS did not answer: connection refused, for longer than the phase timeout" in reason
+    assert service_revision(ecs, "shop-worker") == "shop-worker:1"
+
+
 def test_ecs_rolling_back_by_itself_is_a_failure_not_a_success(
     shop, user, ecs, simulator, sent_tasks, drive, demo_remote, django_capture_on_commit_callbacks
 ):
