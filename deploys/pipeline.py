@@ -116,10 +116,10 @@ def build_finished(deploy: Deploy, build: Build, *, passed: bool, summary: str) 
         rollout.start_rollout(deploy, build)
         return
     else:
-        # An application with no ECS service yet (one that only merges, or one being set
+        # An application with nowhere to deploy yet (one that only merges, or one being set
         # up) merges a green candidate, and its timeline says nothing was deployed.
         message = (
-            f"build {build.attempt} passed; no ECS service is configured, "
+            f"build {build.attempt} passed; no service has a placement to deploy to, "
             "so nothing was deployed before merging"
         )
     transition(deploy.pk, State.MERGING_TO_DEFAULT, from_states=leave_building, message=message)
