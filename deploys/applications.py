@@ -21,6 +21,7 @@ from django.db import transaction
 from django.db.models import Count, OuterRef, Prefetch, Subquery
 from django.shortcuts import get_object_or_404
 
+from clusters import migration, targets
 from clusters.models import Placement, PlacementKind, Service
 from fatcontroller.text import text_problem
 from lib.durations import in_words
@@ -40,7 +41,8 @@ DEPLOYED = "deployed"  # the newest finished deploy rolled it out: its new revis
 ROLLED_BACK = "rolled_back"  # the newest finished deploy put the one before back
 UNKNOWN = "unknown"  # the newest finished deploy left it in doubt (a failed rollback)
 NEVER = "never"  # no finished deploy has touched it
-NOT_TRACKED = "not_tracked"  # a legacy job: Fat Controller keeps no revisions for it
+RECORDED = "recorded"  # a legacy job not deployed by Fat Controller yet: its recorded version
+NOT_TRACKED = "not_tracked"  # a kind of placement no target drives: no revisions kept
 
 
 class AlreadyLocked(Exception):
@@ -190,6 +192,19 @@ class PlacementRow:
     placement: Placement
     current: CurrentRevision
 
+    @property
+    def unused(self) -> str:
+        """Why deploys leave this placement alone now ('' when they touch it)."""
+        placement = self.placement
+        if placement.retired_at is not None:
+            return f"retired on {placement.retired_at:%Y-%m-%d}: kept for history only"
+        if not targets.drives(placement.kind) or migration.in_use(placement):
+            return ""
+        phase = placement.service.migration_phase
+        if phase is None:
+            return "not deployed: the service is in no migration plan, so only ECS is"
+        return f"not deployed now: its migration phase is {phase.get_state_display().lower()}"
+
 
 @dataclass
 class ServiceRow:
@@ -215,9 +230,11 @@ class ApplicationPage:
 
 def current_revision(rollout: ServiceRollout | None, placement: Placement) -> CurrentRevision:
     """What `rollout`, the newest finished one that touched the placement, left it on."""
-    if placement.kind != PlacementKind.ECS:
+    if not targets.drives(placement.kind):
         return CurrentRevision(NOT_TRACKED)
     if rollout is None:
+        if placement.kind == PlacementKind.LEGACY and placement.legacy_version:
+            return CurrentRevision(RECORDED, placement.legacy_version)
         return CurrentRevision(NEVER)
     if rollout.status == RolloutStatus.DONE and rollout.revision_made:
         return CurrentRevision(DEPLOYED, rollout.new_revision, rollout)
@@ -246,7 +263,7 @@ def application_page(slug: str) -> ApplicationPage:
     """Everything the application's page shows, in a fixed number of queries (404 if none)."""
     application = get_object_or_404(Application.objects.select_related("locked_by"), slug=slug)
     placements = (
-        Placement.objects.select_related("cluster")
+        Placement.objects.select_related("cluster", "service__migration_phase")
         .annotate(latest_rollout_id=latest_finished_rollout_ids())
         .order_by("kind", "cluster__name", "ecs_service_name", "legacy_job", "id")
     )

@@ -192,7 +192,9 @@ def test_the_page_groups_services_by_phase_lowest_first(logged_in, application, 
     assert "<code>nginx</code>" in ecs_row
     legacy_row = row_of(html, old_box)
     assert "Legacy job" in legacy_row and "deploy-shop-web-legacy" in legacy_row
-    assert "Not tracked for legacy jobs" in legacy_row
+    # In no migration plan, a legacy job is not deployed (only ECS is), and the row says so.
+    assert "Not deployed by Fat Controller yet" in legacy_row
+    assert "the service is in no migration plan, so only ECS is" in legacy_row
 
 
 def test_a_page_for_an_unknown_application_is_404(logged_in, application):
@@ -314,7 +316,10 @@ def test_current_revision_rules(application, user, cluster, status, kind, revisi
     assert current.deploy == row.deploy
     assert applications.current_revision(None, placement).kind == applications.NEVER
     old_box = legacy(placement.service, "job")
-    assert applications.current_revision(None, old_box).kind == applications.NOT_TRACKED
+    assert applications.current_revision(None, old_box).kind == applications.NEVER
+    old_box.legacy_version = "v41"
+    recorded = applications.current_revision(None, old_box)
+    assert (recorded.kind, recorded.revision) == (applications.RECORDED, "v41")
 
 
 # --- what the page costs -----------------------------------------------------------------------

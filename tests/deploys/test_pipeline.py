@@ -64,7 +64,8 @@ def test_a_clean_merge_only_deploy_lands_on_main(ship, application, demo_remote)
 def test_a_deploy_mode_candidate_merges_and_says_nothing_was_deployed(ship, demo_remote):
     deploy = ship("feature/clean-merge", mode=Mode.DEPLOY)
     assert deploy.state == State.SUCCEEDED
-    assert deploy.events.filter(message__contains="no service has a placement to deploy to").exists()
+    nowhere = "no service has a placement to deploy to"
+    assert deploy.events.filter(message__contains=nowhere).exists()
     assert remote_head(demo_remote) == deploy.candidate_sha
 
 
