@@ -2,9 +2,11 @@ from django.urls import reverse
 from rest_framework import serializers
 
 from builds.models import Build
+from clusters.models import PlacementKind
 
 from .actions import allowed_actions
 from .models import Deploy, DeployEvent, ServiceRollout
+from .sides import services_of
 from .slot import queue_position
 
 
@@ -33,8 +35,11 @@ class BuildSerializer(serializers.ModelSerializer):
 
 class RolloutSerializer(serializers.ModelSerializer):
     service = serializers.CharField(source="placement.service.name")
-    cluster = serializers.CharField(source="placement.cluster.name")
+    kind = serializers.CharField(source="placement.kind")
+    # None for a legacy job, which runs on no cluster.
+    cluster = serializers.CharField(source="placement.cluster.name", allow_null=True, default=None)
     ecs_service = serializers.CharField(source="placement.ecs_service_name")
+    legacy = serializers.SerializerMethodField()
     # The API keeps the names it had when ECS was the only target.
     previous_task_definition = serializers.CharField(source="revision_before")
     new_task_definition = serializers.CharField(source="revision_made")
@@ -45,8 +50,10 @@ class RolloutSerializer(serializers.ModelSerializer):
         fields = [
             "phase",
             "service",
+            "kind",
             "cluster",
             "ecs_service",
+            "legacy",
             "status",
             "previous_task_definition",
             "new_task_definition",
@@ -56,6 +63,20 @@ class RolloutSerializer(serializers.ModelSerializer):
             "desired_count",
             "message",
         ]
+
+    def get_legacy(self, rollout: ServiceRollout) -> dict | None:
+        """A legacy job's side: its job and its latest run's Jenkins build and result."""
+        if rollout.placement.kind != PlacementKind.LEGACY:
+            return None
+        [side] = services_of([rollout], with_logs=False)[0].sides
+        run = side.run
+        return {
+            "job": rollout.placement.legacy_job,
+            "build_number": run.build_number if run else None,
+            "build_url": run.build_url if run else "",
+            "result": run.result if run else "",
+            "purpose": run.purpose if run else "",
+        }
 
 
 class EventSerializer(serializers.BaseSerializer):

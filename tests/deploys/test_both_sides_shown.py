@@ -138,3 +138,20 @@ def test_a_service_on_one_side_is_not_called_dual(application, user, dual_worker
     rows = list(deploy.rollouts.select_related("placement__service"))
     assert not sides.services_of(rows)[0].both
     assert sides.dual_services(rows) == []
+
+
+def test_the_api_names_each_rows_side_and_the_legacy_build(logged_in, holder):
+    body = logged_in.get(f"/api/deploys/{holder.pk}/").json()
+    by_kind = {row["kind"]: row for row in body["rollouts"]}
+    assert set(by_kind) == {"ecs", "legacy"}
+    assert by_kind["ecs"]["cluster"] == "demo" and by_kind["ecs"]["legacy"] is None
+    legacy = by_kind["legacy"]
+    assert legacy["cluster"] is None
+    assert legacy["legacy"] == {
+        "job": "deploy-<worker>",
+        "build_number": 17,
+        "build_url": "http://legacy.example/job/deploy-worker/17/",
+        "result": "",
+        "purpose": "deploy",
+    }
+    assert (legacy["previous_task_definition"], legacy["new_task_definition"]) == ("v1", "abc123")
