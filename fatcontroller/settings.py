@@ -249,6 +249,11 @@ JENKINS_URL = env.str("JENKINS_URL", default="")
 JENKINS_USER = env.str("JENKINS_USER", default="")
 JENKINS_TOKEN = env.str("JENKINS_TOKEN", default="")
 JENKINS_TIMEOUT = env.float("JENKINS_TIMEOUT", default=10.0)
+# The Jenkins that runs the legacy deploy jobs (clusters/targets/legacy.py), when it is not the
+# one that builds. Each left empty falls back to its JENKINS_* setting when read.
+FC_LEGACY_JENKINS_URL = env.str("FC_LEGACY_JENKINS_URL", default="")
+FC_LEGACY_JENKINS_USER = env.str("FC_LEGACY_JENKINS_USER", default="")
+FC_LEGACY_JENKINS_TOKEN = env.str("FC_LEGACY_JENKINS_TOKEN", default="")
 
 # Monitoring (monitoring/): /healthz, /metrics, JSON logs. /metrics answers only this
 # bearer token, and does not exist without one.

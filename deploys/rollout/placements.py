@@ -173,7 +173,7 @@ def judge(
         raise RolloutProblem(
             f"{target.start_word} of {target.label(revision)} on {name_of(rollout)} did not "
             f"complete within {deploy.application.phase_timeout_seconds} s: "
-            f"{counts(rollout)} running"
+            f"{counts(rollout)} running" + (f" ({seen.reason})" if seen.reason else "")
         )
     return out
 
