@@ -334,7 +334,10 @@ class MigrationPlanAdmin(admin.ModelAdmin):
         return plan.phase_count
 
     def get_readonly_fields(self, request, obj=None):
-        return ["application"] if obj is not None else []
+        return ["application"]
+
+    def has_add_permission(self, request):
+        return False  # a plan comes from the config file's migration section, with its phases
 
     def has_delete_permission(self, request, obj=None):
         if obj is not None and any(_started(p) for p in obj.phases.all()):

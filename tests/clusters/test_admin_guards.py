@@ -267,6 +267,7 @@ def test_a_phases_state_is_read_only(application, staff, user):
     staff.post(delete_url("migrationphase", phase.pk), {"post": "yes"})
     assert MigrationPhase.objects.filter(pk=phase.pk).exists()
 
+    assert staff.get("/admin/clusters/migrationplan/add/").status_code == 403  # the file's
     plan_html = staff.get(change_url("migrationplan", phase.plan_id)).content.decode()
     assert not has_input(plan_html, "phases-0-state")
     assert "dual running" in plan_html.lower()
