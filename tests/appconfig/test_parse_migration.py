@@ -1,10 +1,11 @@
 """The migration section and legacy_version: what parses, and each error by its path."""
 
 import pytest
+import yaml
 
 from appconfig.parse import parse_app_config
 from appconfig.schema import MigrationPhaseConfig
-from tests.appconfig.files import changed, errors_of, set_in, with_plan
+from tests.appconfig.files import ROOT, changed, errors_of, set_in, with_plan
 
 
 def test_a_plan_parses_in_order_with_its_proof():
@@ -154,3 +155,30 @@ def test_every_plan_error_is_reported_with_the_others():
         "migration.phases[1].services[0]",
         "migration.phases[1].services[1]",
     ], errors
+
+
+def test_the_documented_migration_section_parses():
+    docs = (ROOT / "docs" / "app-config.md").read_text()
+    block = next(b for b in docs.split("```yaml\n")[1:] if b.startswith("migration:"))
+    section = yaml.safe_load(block.split("```", 1)[0])["migration"]
+
+    def add(data):
+        data["services"] = [
+            {
+                "name": name,
+                "process_type": "worker",
+                "placements": [
+                    {"cluster": "demo", "ecs_service": f"shop-{name}", "container": "app"},
+                    {"legacy_job": f"old-{name}"},
+                ],
+            }
+            for name in ("cron", "worker", "mailer")
+        ]
+        data["migration"] = section
+
+    plan = parse_app_config(changed(add)).migration
+    assert [(p.name, p.services) for p in plan.phases] == [
+        ("low-risk", ("cron",)),
+        ("workers", ("worker", "mailer")),
+    ]
+    assert (plan.proof_deploys, plan.proof_hours) == (3, 24)
