@@ -22,9 +22,11 @@ from django.db import transaction
 from django.db.models import Count, ProtectedError
 
 from clusters.models import Cluster, Placement, PlacementKind, Service
+from clusters.placement_guard import uses_of
 from deploys.models import Application
 
 from .errors import ConfigError
+from .migration_plan import MigrationChange
 from .schema import APPLICATION_FIELDS, AppConfig, PlacementConfig, ServiceConfig, format_duration
 
 
@@ -167,9 +169,23 @@ def _apply(config: AppConfig, create: bool, report: ApplyReport) -> None:
     wanted_names = {s.name for s in config.services}
     doomed_services = [s for name, s in services.items() if name not in wanted_names]
 
+    # A placement in use keeps its kind and target: the file cannot remove it (a change of
+    # kind or target is a removal and a new placement) nor move it to another service.
+    moved = [p for s, _w, p in plan if p is not None and p.service.name != s.name]
+    uses = uses_of(doomed + moved)
+    for placement in doomed + moved:
+        reasons = uses[placement.pk].reasons(planned_too=False)
+        if reasons:
+            what = "removed" if placement in doomed else "moved to another service"
+            errors.append(
+                f"placement {_describe_placement(placement)} cannot be {what} while "
+                + " and ".join(reasons)
+                + ": keep it in the file as it is"
+            )
+    guarded = {p.pk for p in doomed + moved if uses[p.pk].reasons(planned_too=False)}
     if doomed:
         with_history = (
-            Placement.objects.filter(pk__in=[p.pk for p in doomed])
+            Placement.objects.filter(pk__in=[p.pk for p in doomed if p.pk not in guarded])
             .annotate(rollouts_count=Count("rollouts"))
             .filter(rollouts_count__gt=0)
         )
@@ -186,6 +202,8 @@ def _apply(config: AppConfig, create: bool, report: ApplyReport) -> None:
                     f"rollout(s) in its deploy history and cannot be removed{gone}: "
                     "keep it in the file"
                 )
+    migration = MigrationChange.of(config, application, services)
+    errors += migration.refusals
     if errors:
         raise ConfigError(errors)
 
@@ -193,6 +211,7 @@ def _apply(config: AppConfig, create: bool, report: ApplyReport) -> None:
         _apply_service(application, service, services, report)
     for service, wanted, placement in plan:
         _apply_placement(services[service.name], wanted, placement, clusters, report)
+    migration.apply(services, wanted_names, report)
     try:
         for placement in doomed:
             report.removed.append(f"placement {_describe_placement(placement)}")
@@ -306,6 +325,7 @@ def _apply_placement(service, wanted: PlacementConfig, placement, clusters, repo
         "ecs_service_name": wanted.ecs_service,
         "container_name": wanted.container,
         "legacy_job": wanted.legacy_job,
+        "legacy_version": wanted.legacy_version,
     }
     if placement is None:
         placement = Placement.objects.create(**fields)

@@ -2,7 +2,8 @@
 
 export_app_config_data gives the file's structure (the API serves it as JSON) and
 export_app_config the YAML: every application setting, the clusters its placements use, its
-services by phase and name with their placements. Parsed and applied, it changes nothing.
+services by phase and name with their placements, and the migration plan's phases
+(never their states, which people move). Parsed and applied, it changes nothing.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from clusters.models import Placement, PlacementKind
+from clusters.models import MigrationPlan, Placement, PlacementKind
 from deploys.models import Application
 
 from .schema import APPLICATION_FIELDS, format_duration
@@ -52,12 +53,30 @@ def export_app_config_data(application: Application) -> dict:
             item["health_check_url"] = service.health_check_url
         item["placements"] = [_export_placement(p) for p in placements[service.id]]
         data["services"].append(item)
+    plan = MigrationPlan.objects.filter(application=application).first()
+    if plan is not None:
+        data["migration"] = _export_plan(plan)
     return data
+
+
+def _export_plan(plan: MigrationPlan) -> dict:
+    """The plan's proof and phases in order; their states are people's to move, not the file's."""
+    phases = []
+    for phase in plan.phases.order_by("position"):
+        services = phase.services.order_by("phase", "name").values_list("name", flat=True)
+        phases.append({"name": phase.name, "services": list(services)})
+    return {
+        "proof": {"deploys": plan.proof_deploys, "hours": plan.proof_hours},
+        "phases": phases,
+    }
 
 
 def _export_placement(placement: Placement) -> dict:
     if placement.kind == PlacementKind.LEGACY:
-        return {"legacy_job": placement.legacy_job}
+        item = {"legacy_job": placement.legacy_job}
+        if placement.legacy_version:
+            item["legacy_version"] = placement.legacy_version
+        return item
     item = {}
     if placement.cluster_id:
         item["cluster"] = placement.cluster.name

@@ -18,7 +18,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
 
 from builds.local import split_command
-from clusters.models import PlacementKind, ProcessType, Service
+from clusters.models import MigrationPhase, Placement, PlacementKind, ProcessType, Service
 from deploys.models import Application
 from lib.git import InvalidBranchName, validate_branch_name
 from lib.urls import has_credentials
@@ -30,14 +30,20 @@ from .schema import (
     BACKENDS,
     BUILD_KEYS,
     CLUSTER_KEYS,
+    ECS_PLACEMENT_KEYS,
     FRONT_TYPES,
     MAX_INTEGER,
+    MIGRATION_KEYS,
+    MIGRATION_PHASE_KEYS,
     PLACEMENT_KEYS,
+    PROOF_KEYS,
     ROLLOUT_KEYS,
     SERVICE_KEYS,
     TOP_KEYS,
     AppConfig,
     ClusterConfig,
+    MigrationConfig,
+    MigrationPhaseConfig,
     PlacementConfig,
     ServiceConfig,
     format_duration,
@@ -282,15 +288,33 @@ class _Parser:
         if known is None:
             return None
         if "legacy_job" in known:
-            others = [key for key in ("cluster", "ecs_service", "container") if key in known]
+            others = [key for key in ECS_PLACEMENT_KEYS if key in known]
             if others:
                 self.error(
-                    path, f"a legacy placement takes only legacy_job, not {', '.join(others)}"
+                    path,
+                    "a legacy placement takes only legacy_job and legacy_version, "
+                    f"not {', '.join(others)}",
                 )
             job = self.text(known["legacy_job"], _join(path, "legacy_job"), max_length=255)
-            if others or job is None:
+            version = ""
+            if "legacy_version" in known:
+                version = self.text(
+                    known["legacy_version"],
+                    _join(path, "legacy_version"),
+                    max_length=Placement._meta.get_field("legacy_version").max_length,
+                    optional=True,
+                )
+            if others or job is None or version is None:
                 return None
-            return PlacementConfig(kind=PlacementKind.LEGACY.value, legacy_job=job)
+            return PlacementConfig(
+                kind=PlacementKind.LEGACY.value, legacy_job=job, legacy_version=version
+            )
+        if "legacy_version" in known:
+            self.error(
+                _join(path, "legacy_version"),
+                "is for a legacy placement: give it beside a legacy_job",
+            )
+            return None
         if not known:
             self.error(
                 path,
@@ -394,6 +418,107 @@ class _Parser:
             placements=placements,
         )
 
+    def migration(self, value, path, services: dict[str, ServiceConfig]) -> MigrationConfig | None:
+        """The plan's phases, in order; services is every service the file declares by name
+        (None for one that did not parse, so it is known but not checked again)."""
+        known = self.mapping(value, path, MIGRATION_KEYS, required=("phases",))
+        if known is None:
+            return None
+        plan = MigrationConfig()
+        ok = True
+        if "proof" in known:
+            proof = self.mapping(known["proof"], _join(path, "proof"), PROOF_KEYS)
+            if proof is None:
+                ok = False
+            for key, attribute in (("deploys", "proof_deploys"), ("hours", "proof_hours")):
+                if proof and key in proof:
+                    number = self.integer(proof[key], f"{path}.proof.{key}", minimum=0)
+                    if number is None:
+                        ok = False
+                    else:
+                        setattr(plan, attribute, number)
+        items = known.get("phases")
+        if "phases" not in known:
+            return None
+        if not isinstance(items, list):
+            self.error(_join(path, "phases"), f"must be a list, not {_describe_value(items)}")
+            return None
+        if not items:
+            self.error(
+                _join(path, "phases"),
+                "a plan needs at least one phase (leave migration out for no plan)",
+            )
+            return None
+        names: dict[str, str] = {}
+        placed: dict[str, str] = {}  # service -> the phase that has it
+        max_length = MigrationPhase._meta.get_field("name").max_length
+        for n, item in enumerate(items):
+            phase_path = f"{path}.phases[{n}]"
+            phase = self.mapping(
+                item, phase_path, MIGRATION_PHASE_KEYS, required=MIGRATION_PHASE_KEYS
+            )
+            if phase is None or not all(key in phase for key in MIGRATION_PHASE_KEYS):
+                ok = False
+                continue
+            name = self.text(phase["name"], _join(phase_path, "name"), max_length=max_length)
+            if name is not None and name in names:
+                self.error(
+                    _join(phase_path, "name"), f"{name!r} is already the name of {names[name]}"
+                )
+                name = None
+            if name is not None:
+                names[name] = phase_path
+            members = self.phase_services(
+                phase["services"], _join(phase_path, "services"), name, services, placed
+            )
+            if name is None or members is None:
+                ok = False
+                continue
+            plan.phases.append(MigrationPhaseConfig(name=name, services=members))
+        return plan if ok else None
+
+    def phase_services(self, value, path, phase_name, services, placed) -> tuple | None:
+        if not isinstance(value, list):
+            self.error(path, f"must be a list of service names, not {_describe_value(value)}")
+            return None
+        if not value:
+            self.error(path, "a phase needs at least one service")
+            return None
+        members = []
+        for m, item in enumerate(value):
+            item_path = f"{path}[{m}]"
+            name = self.text(item, item_path, max_length=200)
+            if name is None:
+                continue
+            if name not in services:
+                self.error(
+                    item_path,
+                    f"no service {name!r} under services" + _did_you_mean(name, services),
+                )
+                continue
+            if name in placed:
+                self.error(item_path, f"{name!r} is already in {placed[name]}: one phase a service")
+                continue
+            placed[name] = f"phase {phase_name!r}" if phase_name else path
+            service = services[name]
+            if service is not None:
+                kinds = {p.kind for p in service.placements}
+                missing = [
+                    f"no {word} placement"
+                    for kind, word in ((PlacementKind.LEGACY, "legacy"), (PlacementKind.ECS, "ECS"))
+                    if kind not in kinds
+                ]
+                if missing:
+                    self.error(
+                        item_path,
+                        f"service {name!r} has {' and '.join(missing)}: a service in the plan "
+                        "moves from its legacy job to ECS, so it needs both a legacy placement "
+                        "and an ECS one",
+                    )
+                    continue
+            members.append(name)
+        return tuple(members) if len(members) == len(value) else None
+
 
 def parse_app_config(text: str) -> AppConfig:
     """Parse and validate a file; raise ConfigError with every problem found.
@@ -481,6 +606,17 @@ def parse_app_config(text: str) -> AppConfig:
                 )
             ecs_targets.setdefault(target, path)
 
+    migration = None
+    if "migration" in top:
+        # Every service the file names, parsed or not, so a bad service is not reported twice.
+        declared: dict[str, ServiceConfig | None] = {
+            item["name"]: None
+            for item in raw_services
+            if isinstance(item, dict) and isinstance(item.get("name"), str)
+        }
+        declared.update((s.name, s) for s in services)
+        migration = parser.migration(top["migration"], "migration", declared)
+
     if parser.errors:
         raise ConfigError(parser.errors)
 
@@ -491,7 +627,14 @@ def parse_app_config(text: str) -> AppConfig:
         for name in clusters
         if name not in used_clusters
     ]
-    return AppConfig(slug=slug, clusters=clusters, services=services, warnings=warnings, **values)
+    return AppConfig(
+        slug=slug,
+        clusters=clusters,
+        services=services,
+        migration=migration,
+        warnings=warnings,
+        **values,
+    )
 
 
 def _phase_warnings(services: list[ServiceConfig]) -> list[str]:

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from clusters.models import PlacementKind, ProcessType
+from clusters.models import MigrationPlan, PlacementKind, ProcessType
 
 MAX_INTEGER = 2**31 - 1  # PositiveIntegerField's upper bound on PostgreSQL
 BACKENDS = ("local", "jenkins")
@@ -29,12 +29,18 @@ TOP_KEYS = (
     "rollout",
     "clusters",
     "services",
+    "migration",
 )
 BUILD_KEYS = ("backend", "command", "jenkins_job", "timeout", "hold_window", "auto_retries")
 ROLLOUT_KEYS = ("phase_timeout", "soak")
 CLUSTER_KEYS = ("region", "arn")
 SERVICE_KEYS = ("name", "process_type", "phase", "health_check_url", "placements")
-PLACEMENT_KEYS = ("cluster", "ecs_service", "container", "legacy_job")
+PLACEMENT_KEYS = ("cluster", "ecs_service", "container", "legacy_job", "legacy_version")
+ECS_PLACEMENT_KEYS = ("cluster", "ecs_service", "container")
+LEGACY_PLACEMENT_KEYS = ("legacy_job", "legacy_version")
+MIGRATION_KEYS = ("proof", "phases")
+PROOF_KEYS = ("deploys", "hours")
+MIGRATION_PHASE_KEYS = ("name", "services")
 
 # The application's settings: (path in the file, Application field, kind of value).
 APPLICATION_FIELDS = (
@@ -69,6 +75,7 @@ class PlacementConfig:
     ecs_service: str = ""
     container: str = ""
     legacy_job: str = ""
+    legacy_version: str = ""  # what the job ran before Fat Controller deployed it; "" unknown
 
     def describe(self) -> str:
         if self.kind == PlacementKind.LEGACY:
@@ -83,6 +90,21 @@ class ServiceConfig:
     phase: int = 1
     health_check_url: str = ""
     placements: list[PlacementConfig] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class MigrationPhaseConfig:
+    name: str
+    services: tuple[str, ...]  # service names, in the file's order
+
+
+@dataclass
+class MigrationConfig:
+    """The migration plan: its phases in order. Their states are not in the file."""
+
+    proof_deploys: int = MigrationPlan._meta.get_field("proof_deploys").default
+    proof_hours: int = MigrationPlan._meta.get_field("proof_hours").default
+    phases: list[MigrationPhaseConfig] = field(default_factory=list)
 
 
 @dataclass
@@ -104,6 +126,7 @@ class AppConfig:
     soak_seconds: int | None = None
     clusters: dict[str, ClusterConfig] = field(default_factory=dict)
     services: list[ServiceConfig] = field(default_factory=list)
+    migration: MigrationConfig | None = None  # None: no plan (an existing one is removed)
     warnings: list[str] = field(default_factory=list, compare=False)
 
     def application_values(self) -> dict[str, Any]:

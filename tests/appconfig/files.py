@@ -86,3 +86,21 @@ def set_in(path, value):
         target[path[-1]] = value
 
     return change
+
+
+def add_plan(data) -> None:
+    """BASE's services with a legacy job each, and a plan that moves them one at a time."""
+    data["services"][0]["placements"].append({"legacy_job": "old-worker", "legacy_version": "v41"})
+    data["services"][1]["placements"].append({"legacy_job": "old-web"})
+    data["migration"] = {
+        "proof": {"deploys": 2, "hours": 1},
+        "phases": [
+            {"name": "workers", "services": ["worker"]},
+            {"name": "webs", "services": ["web"]},
+        ],
+    }
+
+
+def with_plan(change=lambda data: None) -> str:
+    """BASE with add_plan's plan, then change made to it."""
+    return changed(lambda data: (add_plan(data), change(data)))

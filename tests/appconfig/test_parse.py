@@ -182,8 +182,8 @@ def second_worker(placement):
         ),
         (
             set_in(["services", 1, "placements", 0, "legacy_job"], "old-web"),
-            "services[1].placements[0]: a legacy placement takes only legacy_job, not "
-            "cluster, ecs_service, container",
+            "services[1].placements[0]: a legacy placement takes only legacy_job and "
+            "legacy_version, not cluster, ecs_service, container",
         ),
         (
             set_in(["services", 1, "placements", 0, "cluster"], "deom"),
