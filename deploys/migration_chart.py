@@ -66,10 +66,11 @@ def share_chart(points: list[SharePoint], now: datetime, *, subject: str) -> Saf
     def y(share: float) -> str:
         return f"{TOP + plot_h * (1 - share):.1f}"
 
-    last = points[-1]
+    last, moves = points[-1], len(points) - 1
     desc = (
         f"From {when(start)} to {when(end)}. Now {percent(last.on_ecs)} of the processes run "
-        f"on ECS and {percent(last.ecs_only)} on ECS only, after {len(points) - 1} moves."
+        f"on ECS and {percent(last.ecs_only)} on ECS only, "
+        f"after {moves} move{'s' if moves != 1 else ''}."
     )
     parts = []
     for share in (0, 0.25, 0.5, 0.75, 1):

@@ -203,8 +203,9 @@ def shares_over_time(
     """The share of processes on ECS at the start and after each move, oldest first.
 
     A phase weighs as many processes as it has services now; before its first move it was
-    in that move's from_state (a phase never moved is where it is). The start is the first
-    move's time, or the earliest state_since when nothing has moved.
+    in that move's from_state (a phase never moved is where it is). The start is the earliest
+    of the first move and the phases' state_since: when the plan was made, unless its phases
+    were put in place by hand since.
     """
     first_from = {}
     for move in moves:
@@ -221,7 +222,7 @@ def shares_over_time(
 
     if not phases:
         return []
-    start = moves[0].at if moves else min(phase.state_since for phase in phases)
+    start = min([phase.state_since for phase in phases] + [move.at for move in moves[:1]])
     points = [point(start, None)]
     for move in moves:
         states[move.phase_id] = move.to_state
