@@ -17,32 +17,41 @@ from playwright.sync_api import expect
 
 from tests.embedded_server import embedded_environment, manage
 
-from .conftest import log_in, save_screenshot
+from .conftest import log_in, new_context, save_screenshot
 
 SLUG = "migrating-shop"
-MAKE_PLAN = f"""
+NO_JS_SLUG = "migrating-without-js"
+# Run by `manage.py shell -c` in the embedded server's database: two phases of one service
+# each, both sides placed, all planned.
+MAKE_PLANS = f"""
 from clusters.models import *
 from deploys.models import Application
-app, _ = Application.objects.get_or_create(
-    slug={SLUG!r}, defaults=dict(name="Migrating shop", git_remote_url="/nowhere.git")
-)
-cluster, _ = Cluster.objects.get_or_create(name="e2e-migration")
-plan, _ = MigrationPlan.objects.get_or_create(application=app)
-for position, name, service in ((1, "low-risk", "cron"), (2, "workers", "worker")):
-    phase, _ = MigrationPhase.objects.get_or_create(plan=plan, position=position, name=name)
-    svc, made = Service.objects.get_or_create(
-        application=app, name=service,
-        defaults=dict(process_type="worker", phase=position, migration_phase=phase),
+
+def make(slug):
+    app = Application.objects.create(
+        slug=slug, name="Migrating shop", git_remote_url="/nowhere.git"
     )
-    if made:
-        Placement.objects.create(service=svc, cluster=cluster, ecs_service_name=service)
+    cluster = Cluster.objects.create(name="e2e-" + slug)
+    plan = MigrationPlan.objects.create(application=app)
+    for position, name, service in ((1, "low-risk", "cron"), (2, "workers", "worker")):
+        phase = MigrationPhase.objects.create(plan=plan, position=position, name=name)
+        svc = Service.objects.create(
+            application=app, name=service, process_type="worker", phase=position,
+            migration_phase=phase,
+        )
+        Placement.objects.create(
+            service=svc, cluster=cluster, ecs_service_name=slug + "-" + service
+        )
         Placement.objects.create(service=svc, kind="legacy", legacy_job="deploy-" + service)
+
+make({SLUG!r})
+make({NO_JS_SLUG!r})
 """
 
 
 @pytest.fixture(scope="module")
 def plan(embedded):
-    manage(embedded_environment(embedded.var_dir), "shell", "-c", MAKE_PLAN)
+    manage(embedded_environment(embedded.var_dir), "shell", "-c", MAKE_PLANS)
     return f"/applications/{SLUG}/migration/"
 
 
@@ -107,3 +116,29 @@ def test_move_a_phase_with_a_reason_and_see_the_chart_and_table_change(page, emb
     path = chart.locator("path.share-on-ecs").get_attribute("d")
     assert re.search(r" V\d", path), path
     save_screenshot(page, "migration-page.png")
+
+
+def test_without_javascript_staff_force_a_phase_out_of_order(browser, embedded, plan):
+    """No confirmation dialog and no script: the two steps (open, give a reason, press) are
+    plain HTML, and the form posts as any form does."""
+    context = new_context(browser, embedded, java_script_enabled=False)
+    try:
+        page = context.new_page()
+        log_in(page, embedded)
+        page.goto(f"/applications/{NO_JS_SLUG}/migration/")
+        second = page.locator("section#phase-2")
+        second.get_by_text("Force to dual running…").click()
+        second.get_by_label("Reason (required, at most 1000 characters)").fill(
+            "workers first: forced without JavaScript"
+        )
+        second.get_by_role("button", name="Force to dual running").click()
+        expect(page.locator("#flash")).to_contain_text("Phase 2 (workers) is dual running now.")
+        expect(second).to_have_attribute("data-state", "dual_running")
+        expect(page.locator("table.move-log")).to_contain_text("(forced)")
+        assert share_rows(page)[-1] == [
+            "phase 2 (workers): planned to dual running (forced)",
+            "50%",
+            "0%",
+        ]
+    finally:
+        context.close()
