@@ -4,7 +4,7 @@ from builds import api as builds_api
 from clusters import api as clusters_api
 from fatcontroller import converters  # noqa: F401 - registers <id:...>, used below
 
-from . import actions, api
+from . import actions, api, migration_api
 
 urlpatterns = [
     path("deploys/", api.DeployListView.as_view(), name="api-deploys"),
@@ -42,6 +42,16 @@ urlpatterns = [
         "applications/<slug:slug>/unlock/",
         api.ApplicationLockView.as_view(unlock=True),
         name="api-application-unlock",
+    ),
+    path(
+        "applications/<slug:slug>/migration/",
+        migration_api.MigrationPlanView.as_view(),
+        name="api-migration",
+    ),
+    path(
+        "applications/<slug:slug>/migration/phases/<id:position>/move/",
+        migration_api.MigrationMoveView.as_view(),
+        name="api-migration-move",
     ),
     path(
         "applications/<slug:slug>/config/",

@@ -3,6 +3,7 @@ in any field (fatcontroller.text.TextCheckedForm), before deploys.actions sees t
 
 from django import forms
 
+from clusters.models import MigrationState
 from fatcontroller.text import TextCheckedForm
 
 from .states import Mode
@@ -17,3 +18,12 @@ class QueueDeployForm(TextCheckedForm):
         initial=Mode.DEPLOY,
     )
     note = forms.CharField(max_length=500, required=False, widget=forms.Textarea(attrs={"rows": 2}))
+
+
+class MigrationMoveForm(TextCheckedForm):
+    """A person's move of a migration phase on the migration page (clusters/migration.py
+    judges it; this only reads the fields)."""
+
+    to = forms.ChoiceField(choices=MigrationState.choices)
+    reason = forms.CharField(max_length=1000, widget=forms.Textarea(attrs={"rows": 2}))
+    force = forms.BooleanField(required=False)

@@ -2,7 +2,7 @@ from django.urls import path
 
 from fatcontroller import converters  # noqa: F401 - registers <id:...>, used below
 
-from . import application_views, history_views, views
+from . import application_views, history_views, migration_views, views
 
 urlpatterns = [
     path("", views.dashboard_page, name="dashboard"),
@@ -21,5 +21,15 @@ urlpatterns = [
     path("applications/<slug:slug>/", application_views.application_page, name="application"),
     path("applications/<slug:slug>/lock/", application_views.lock, name="application-lock"),
     path("applications/<slug:slug>/unlock/", application_views.unlock, name="application-unlock"),
+    path(
+        "applications/<slug:slug>/migration/",
+        migration_views.migration_plan,
+        name="application-migration",
+    ),
+    path(
+        "applications/<slug:slug>/migration/phases/<id:position>/move/",
+        migration_views.move,
+        name="application-migration-move",
+    ),
     path("history/", history_views.history, name="history"),
 ]
