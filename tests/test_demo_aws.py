@@ -193,7 +193,7 @@ def test_moto_port_and_a_port_in_use(monkeypatch):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         with pytest.raises(CommandError, match="in use: set FC_MOTO_PORT"):
-            runmoto._check_free(taken.getsockname()[1])
+            runmoto.check_free(taken.getsockname()[1])
 
 
 def test_runembedded_stops_waiting_when_the_simulated_aws_dies():
