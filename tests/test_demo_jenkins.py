@@ -22,12 +22,12 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from moto.server import ThreadedMotoServer
 
-from appconfig.schema import TOP_KEYS
 from devtools.demo import BEHAVIOUR_ANNOTATION, LEGACY_FAILS
 from devtools.legacy_jobs import PARAMETERS, deploy_script
 from devtools.management.commands import runembedded, runjenkins, runmoto
 from lib.process_groups import start_in_own_group, stop_group
 from tests.ports import closed_port
+from tests.test_demo_migration import needs_migration_syntax
 from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,12 +36,6 @@ JOB = "legacy-deploy-worker"
 USER = "fatcontroller"
 START_TIMEOUT = 60.0  # Django starting in a child on a busy machine
 BUILD_TIMEOUT = 30.0
-
-needs_migration_syntax = pytest.mark.skipif(
-    "migration" not in TOP_KEYS,
-    reason="appconfig does not know the migration: section (nor legacy_version) yet, so the "
-    "demo's configuration file cannot be loaded until issue 11's config part lands",
-)
 
 
 def free_port() -> int:
