@@ -21,6 +21,10 @@ CONFIG_FILE = Path(__file__).resolve().with_name("demo-shop.fatcontroller.yml")
 # simulated ECS (devtools.ecs_simulator's behave_by_image_annotation).
 BEHAVIOUR_ANNOTATION = "org.fatcontroller.demo.behaviour"
 OOM_BRANCH = "feature/oom-on-boot"
+# Its image runs on ECS, but the demo's legacy deploy job fails on it (devtools/legacy_jobs.py
+# reads the same annotation): the rollout restores the ECS side too.
+LEGACY_FAILS = "legacy-fails"
+LEGACY_FAILS_BRANCH = "feature/legacy-job-fails"
 
 PUBLISH_IMAGE = r'''"""Publish the demo's image: its manifest, put into ECR.
 
@@ -31,7 +35,8 @@ PutImage to AWS_ENDPOINT_URL (the simulated AWS of Fat Controller's embedded def
 the standard library and no credentials: the simulated AWS does not check signatures.
 image.json holds the manifest's annotations; the simulated ECS reads
 org.fatcontroller.demo.behaviour to know how the image's tasks fare ("oom": they run out of
-memory as they boot).
+memory as they boot), and the demo's legacy deploy jobs read it too ("legacy-fails": the
+release does not come up on the legacy hosts).
 """
 
 import hashlib
@@ -214,6 +219,18 @@ echo "integration: 5 tests passed"
             ),
         },
     ),
+    # Builds green and runs on ECS, but does not come up on the legacy hosts (it needs a
+    # setting only the new side has): where its services run on both sides, the legacy job
+    # fails and the rollout restores both sides; nothing is merged.
+    LEGACY_FAILS_BRANCH: (
+        "Read the queue's address from LEGACY_QUEUE_URL",
+        {
+            "shop/queue.txt": "queue: from LEGACY_QUEUE_URL, which only the ECS tasks define\n",
+            "image.json": IMAGE_JSON.replace(
+                '"demo-shop"\n', f'"demo-shop",\n    "{BEHAVIOUR_ANNOTATION}": "{LEGACY_FAILS}"\n'
+            ),
+        },
+    ),
 }
 
 # Lands on main after the branches were cut, so feature/conflicting-prices conflicts.
@@ -232,7 +249,8 @@ def create_demo_remote(remote: Path) -> Path:
     """Create the bare remote at `remote` (once) and return it.
 
     A remote made by an older demo is brought up to date instead: main gets the publishing
-    build in a commit of its own and the branches added since appear; nothing else changes.
+    build in a commit of its own if it lacks it, and the branches added since appear (cut from
+    main as it is then); nothing else changes.
     """
     # Absolute: git runs in other folders below, and a relative path (FC_VAR_DIR=var/x)
     # would land its commits in whatever repository encloses the current one.
@@ -263,8 +281,6 @@ def _bring_up_to_date(remote: Path) -> None:
         capture_output=True,
         timeout=60,
     )
-    if has_publish.returncode == 0:
-        return
     branches = subprocess.run(
         [
             "git",
@@ -279,21 +295,26 @@ def _bring_up_to_date(remote: Path) -> None:
         check=True,
         timeout=60,
     ).stdout.split()
+    missing = [branch for branch in BRANCHES if branch not in branches]
+    if has_publish.returncode == 0 and not missing:
+        return
     with tempfile.TemporaryDirectory(dir=remote.parent) as scratch:
         work = Path(scratch) / "upgrade"
         _git(Path(scratch), "clone", "-q", "--branch", "main", str(remote), str(work))
-        _commit(
-            work,
-            "Publish the image when the build passes",
-            {name: MAIN_FILES[name] for name in PUBLISHING_FILES},
-        )
-        added = []
-        for branch, (message, files) in BRANCHES.items():
-            if branch not in branches:
-                _git(work, "checkout", "-q", "-b", branch, "main")
-                _commit(work, message, files)
-                added.append(branch)
-        _git(work, "push", "-q", "origin", "main", *added)  # main fast-forwards: never forced
+        pushed = []
+        if has_publish.returncode != 0:
+            _commit(
+                work,
+                "Publish the image when the build passes",
+                {name: MAIN_FILES[name] for name in PUBLISHING_FILES},
+            )
+            pushed.append("main")
+        for branch in missing:  # a newer demo's branches, cut from main as it is now
+            message, files = BRANCHES[branch]
+            _git(work, "checkout", "-q", "-b", branch, "main")
+            _commit(work, message, files)
+            pushed.append(branch)
+        _git(work, "push", "-q", "origin", *pushed)  # main fast-forwards: never forced
 
 
 def _commit(work: Path, message: str, files: dict[str, str]) -> None:

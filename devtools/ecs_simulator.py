@@ -53,7 +53,8 @@ Behaviour from the image itself, opt-in: after ``behave_by_image_annotation(key)
 deployment whose task definition runs an ECR image
 (``<account>.dkr.ecr.<region>.amazonaws.com/<repository>:<tag>`` or ``@<digest>``) behaves as
 the annotation ``key`` of that image's manifest says (``"annotations": {key: "oom"}``; one of
-``BEHAVIOURS``: ok, oom, exit, stall, circuit-breaker). The manifest is read from
+``BEHAVIOURS``: ok, oom, exit, stall, circuit-breaker; or one of ``OTHER_SIDES_BEHAVIOURS``,
+which runs normally here). The manifest is read from
 moto's ECR backend in this process (``moto.ecr.models.ecr_backends[account][region]``), so
 whoever pushes the image decides how its tasks fare: the embedded default's demo builds
 push their image with PutImage, and a branch whose image should crash says so in the
@@ -116,6 +117,9 @@ from moto.moto_api._internal import mock_random
 logger = logging.getLogger(__name__)
 
 BEHAVIOURS = ("ok", "oom", "exit", "stall", "circuit-breaker")
+# Behaviours an image's annotation may name for another side of the demo: ECS runs the image
+# as it runs any ("legacy-fails": the demo's legacy deploy job fails, devtools/legacy_jobs.py).
+OTHER_SIDES_BEHAVIOURS = ("legacy-fails",)
 
 OOM_REASON = "OutOfMemoryError: Container killed due to memory usage"
 EXIT_REASON = "Essential container in task exited"
@@ -158,7 +162,7 @@ _OK = _Behaviour("ok")
 
 
 def _behaviour(name: str) -> _Behaviour:
-    if name == "ok":
+    if name == "ok" or name in OTHER_SIDES_BEHAVIOURS:
         return _OK
     if name == "oom":
         return _Behaviour("fail", OOM_REASON, OOM_REASON, 137)

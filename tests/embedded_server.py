@@ -5,7 +5,8 @@ runembedded) as subprocesses, with FC_EMBEDDED=1 and without DATABASE_URL, REDIS
 SECRET_KEY, so the server keeps SQLite, a folder broker and a secret key under its own
 FC_VAR_DIR, and web, a Celery worker and Celery beat are real separate processes. The AWS_*
 settings are taken away too, so it also runs the simulated AWS, `runmoto`, on a free
-FC_MOTO_PORT, and the demo deploys to its ECS.
+FC_MOTO_PORT, and the demo deploys to its ECS; and so are the FC_ settings, so it runs the
+stand-in Jenkins, `runjenkins`, on a free FC_JENKINS_PORT for the demo's legacy deploy jobs.
 
 A plain module, not a pytest plugin: the test modules wrap it in their own fixtures
 (tests/test_embedded_default.py, tests/e2e/conftest.py).
@@ -82,6 +83,7 @@ def embedded_environment(var_dir: Path) -> dict[str, str]:
         FC_EMBEDDED="1",
         FC_VAR_DIR=str(var_dir),
         FC_MOTO_PORT=str(free_port()),  # the simulated AWS, beside a `make run` on 8001
+        FC_JENKINS_PORT=str(free_port()),  # the stand-in Jenkins, beside one on 8002
         PYTHONUNBUFFERED="1",
     )
     return env

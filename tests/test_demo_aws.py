@@ -18,8 +18,10 @@ from django.core.management.base import CommandError
 from moto.server import ThreadedMotoServer
 
 from clusters.targets.ecs import image_exists
-from devtools.demo import BEHAVIOUR_ANNOTATION, OOM_BRANCH
+from devtools.demo import BEHAVIOUR_ANNOTATION, LEGACY_FAILS, LEGACY_FAILS_BRANCH, OOM_BRANCH
+from devtools.legacy_jobs import deploy_script
 from devtools.management.commands import runembedded, runmoto
+from tests.test_demo_migration import needs_migration_syntax
 
 pytestmark = pytest.mark.skipif(
     shutil.which("git") is None or shutil.which("python3") is None,
@@ -87,6 +89,7 @@ def manifest_of(url: str, tag: str) -> dict:
     return json.loads(image["imageManifest"])
 
 
+@needs_migration_syntax
 def test_runmoto_makes_the_demo_services_once(moto_url):
     aws = runmoto.demo_aws()
     assert not runmoto.demo_aws_ready(moto_url, aws)
@@ -103,7 +106,13 @@ def test_runmoto_makes_the_demo_services_once(moto_url):
     names = [s.name for s in aws.services]
     described = ecs.describe_services(cluster="demo", services=names)["services"]
     assert sorted(s["serviceName"] for s in described) == sorted(
-        ["demo-shop-worker", "demo-shop-poller", "demo-shop-static", "demo-shop-web"]
+        [
+            "demo-shop-mailer",
+            "demo-shop-worker",
+            "demo-shop-poller",
+            "demo-shop-static",
+            "demo-shop-web",
+        ]
     )
     for service in described:
         assert service["desiredCount"] == 2
@@ -116,6 +125,7 @@ def test_runmoto_makes_the_demo_services_once(moto_url):
     assert runmoto.create_demo_aws(moto_url, aws) == []  # idempotent
 
 
+@needs_migration_syntax
 def test_a_passing_demo_build_publishes_its_image_where_the_rollout_looks(
     demo_aws, moto_url, demo_remote, tmp_path, monkeypatch
 ):
@@ -142,6 +152,7 @@ def test_a_passing_demo_build_publishes_its_image_where_the_rollout_looks(
     assert "is already there, the same image" in again.stdout
 
 
+@needs_migration_syntax
 def test_the_oom_branch_publishes_an_image_annotated_to_run_out_of_memory(
     demo_aws, moto_url, demo_remote, tmp_path
 ):
@@ -154,6 +165,35 @@ def test_the_oom_branch_publishes_an_image_annotated_to_run_out_of_memory(
     assert manifest_of(moto_url, "oomtag")["annotations"][BEHAVIOUR_ANNOTATION] == "oom"
 
 
+@needs_migration_syntax
+def test_the_legacy_fails_branch_publishes_an_image_its_legacy_job_fails_on(
+    demo_aws, moto_url, demo_remote, tmp_path, monkeypatch
+):
+    work = checkout(demo_remote, LEGACY_FAILS_BRANCH, tmp_path / "legacy-fails")
+    published = run(
+        work, ["python3", "publish_image.py"], AWS_ENDPOINT_URL=moto_url, FC_IMAGE_TAG="legacyfails"
+    )
+    assert published.returncode == 0, published.stdout + published.stderr
+    assert f"{BEHAVIOUR_ANNOTATION}={LEGACY_FAILS}" in published.stdout
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "demo")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "demo")
+    parameters = {"SERVICE": "worker", "IMAGE": f"{REPOSITORY}:legacyfails"}
+    job = "legacy-deploy-worker"
+    fails = deploy_script(job, {**parameters, "VERSION": "legacyfails"}, endpoint=moto_url)
+    assert fails.outcome == "fail" and "health check failed" in "\n".join(fails.lines)
+    # The image of main, published the same way, goes out on the legacy side.
+    main = run(
+        checkout(demo_remote, "main", tmp_path / "main"),
+        ["python3", "publish_image.py"],
+        AWS_ENDPOINT_URL=moto_url,
+        FC_IMAGE_TAG="maintag",
+    )
+    assert main.returncode == 0, main.stdout + main.stderr
+    image = {"SERVICE": "worker", "IMAGE": f"{REPOSITORY}:maintag", "VERSION": "maintag"}
+    assert deploy_script(job, image, endpoint=moto_url).outcome == "succeed"
+
+
+@needs_migration_syntax
 def test_publishing_says_why_it_did_not_publish(demo_aws, moto_url, demo_remote, tmp_path):
     work = checkout(demo_remote, "main", tmp_path / "main")
 
@@ -193,7 +233,7 @@ def test_moto_port_and_a_port_in_use(monkeypatch):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         with pytest.raises(CommandError, match="in use: set FC_MOTO_PORT"):
-            runmoto._check_free(taken.getsockname()[1])
+            runmoto.check_free(taken.getsockname()[1])
 
 
 def test_runembedded_stops_waiting_when_the_simulated_aws_dies():

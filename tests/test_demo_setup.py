@@ -5,17 +5,20 @@ from pathlib import Path
 
 from django.core.management import call_command
 
-from clusters.models import Placement
+from clusters.models import Placement, PlacementKind
 from deploys.models import Application
 from devtools import demo
 from devtools.demo import (
     BUILD_COMMAND,
     DEMO_SLUG,
+    LEGACY_FAILS,
+    LEGACY_FAILS_BRANCH,
     OOM_BRANCH,
     PUBLISHING_FILES,
     create_demo_remote,
     demo_config,
 )
+from tests.test_demo_migration import needs_migration_syntax
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -24,7 +27,24 @@ def git(cwd: Path, *args: str) -> str:
     ).stdout.strip()
 
 
-def test_the_demo_configuration_has_four_services_in_three_phases():
+ECS_PLACEMENTS = [
+    (1, "demo-shop-mailer", "app"),
+    (1, "demo-shop-worker", "app"),
+    (1, "demo-shop-poller", "app"),
+    (2, "demo-shop-static", "app"),
+    (3, "demo-shop-web", "app"),
+]
+LEGACY_PLACEMENTS = [
+    (1, "legacy-deploy-mailer", "1.0.0"),
+    (1, "legacy-deploy-worker", "1.0.0"),
+    (1, "legacy-deploy-poller", "1.0.0"),
+    (2, "legacy-deploy-static", "1.0.0"),
+    (3, "legacy-deploy-web", "1.0.0"),
+]
+
+
+@needs_migration_syntax
+def test_the_demo_configuration_has_five_services_in_three_phases_on_both_sides():
     config = demo_config()
     assert config.slug == DEMO_SLUG
     assert config.warnings == []
@@ -32,21 +52,26 @@ def test_the_demo_configuration_has_four_services_in_three_phases():
     assert config.image_repository == "123456789012.dkr.ecr.us-east-1.amazonaws.com/demo-shop"
     assert config.soak_seconds == 5
     assert config.phase_timeout_seconds == 120
-    placements = [
-        (service.phase, p.cluster, p.ecs_service, p.container)
-        for service in config.services
-        for p in service.placements
-    ]
-    assert placements == [
-        (1, "demo", "demo-shop-worker", "app"),
-        (1, "demo", "demo-shop-poller", "app"),
-        (2, "demo", "demo-shop-static", "app"),
-        (3, "demo", "demo-shop-web", "app"),
-    ]
+    placements = [(service.phase, p) for service in config.services for p in service.placements]
+    assert [(phase, p.ecs_service, p.container) for phase, p in placements if p.cluster] == (
+        ECS_PLACEMENTS
+    )
+    assert {p.cluster for _phase, p in placements if p.cluster} == {"demo"}
+    assert [
+        (phase, p.legacy_job, p.legacy_version) for phase, p in placements if p.legacy_job
+    ] == LEGACY_PLACEMENTS
     assert config.clusters["demo"].region == "us-east-1"
+    assert [s.process_type for s in config.services] == [
+        "other",
+        "worker",
+        "poller",
+        "static",
+        "web",
+    ]
 
 
-def test_manage_py_demo_sets_the_application_up_for_ecs_and_again_changes_nothing(
+@needs_migration_syntax
+def test_manage_py_demo_sets_the_application_up_on_both_sides_and_again_changes_nothing(
     db, settings, tmp_path, capsys
 ):
     settings.VAR_DIR = tmp_path
@@ -58,12 +83,16 @@ def test_manage_py_demo_sets_the_application_up_for_ecs_and_again_changes_nothin
     assert app.image_repository.endswith(".dkr.ecr.us-east-1.amazonaws.com/demo-shop")
     assert (app.soak_seconds, app.phase_timeout_seconds) == (5, 120)
     placements = Placement.objects.filter(service__application=app).order_by("service__phase", "id")
-    assert [(p.service.phase, p.ecs_service_name, p.container_name) for p in placements] == [
-        (1, "demo-shop-worker", "app"),
-        (1, "demo-shop-poller", "app"),
-        (2, "demo-shop-static", "app"),
-        (3, "demo-shop-web", "app"),
-    ]
+    assert [
+        (p.service.phase, p.ecs_service_name, p.container_name)
+        for p in placements
+        if p.kind == PlacementKind.ECS
+    ] == ECS_PLACEMENTS
+    assert [
+        (p.service.phase, p.legacy_job, p.legacy_version)
+        for p in placements
+        if p.kind == PlacementKind.LEGACY
+    ] == LEGACY_PLACEMENTS
     assert "created placement web on demo/demo-shop-web" in first
     assert "Log in as admin with password" in first
 
@@ -83,6 +112,31 @@ def test_the_demo_remote_has_a_branch_whose_image_runs_out_of_memory(tmp_path):
     on_main = git(remote, "diff", "--name-only", base, "refs/heads/main").split()
     on_branch = git(remote, "diff", "--name-only", base, f"refs/heads/{OOM_BRANCH}").split()
     assert not set(on_main) & set(on_branch)
+
+
+def test_the_demo_remote_has_a_branch_whose_legacy_job_fails(tmp_path):
+    remote = create_demo_remote(tmp_path / "demo-shop.git")
+    image = git(remote, "show", f"refs/heads/{LEGACY_FAILS_BRANCH}:image.json")
+    assert f'"{demo.BEHAVIOUR_ANNOTATION}": "{LEGACY_FAILS}"' in image
+    base = git(remote, "merge-base", "refs/heads/main", f"refs/heads/{LEGACY_FAILS_BRANCH}")
+    on_main = git(remote, "diff", "--name-only", base, "refs/heads/main").split()
+    on_branch = git(remote, "diff", "--name-only", base, f"refs/heads/{LEGACY_FAILS_BRANCH}")
+    assert not set(on_main) & set(on_branch.split())  # it merges cleanly
+
+
+def test_a_publishing_remote_without_a_newer_branch_gets_it_and_nothing_else(tmp_path, monkeypatch):
+    older = {k: v for k, v in demo.BRANCHES.items() if k != LEGACY_FAILS_BRANCH}
+    with monkeypatch.context() as patched:
+        patched.setattr(demo, "BRANCHES", older)
+        remote = create_demo_remote(tmp_path / "demo-shop.git")
+    heads = {b: git(remote, "rev-parse", f"refs/heads/{b}") for b in ["main", *older]}
+
+    assert create_demo_remote(remote) == remote
+
+    assert {b: git(remote, "rev-parse", f"refs/heads/{b}") for b in heads} == heads
+    assert git(remote, "rev-parse", f"refs/heads/{LEGACY_FAILS_BRANCH}^") == heads["main"]
+    create_demo_remote(remote)  # up to date: nothing more
+    assert git(remote, "rev-parse", f"refs/heads/{LEGACY_FAILS_BRANCH}^") == heads["main"]
 
 
 def test_a_relative_path_never_commits_into_the_repository_around_it(tmp_path, monkeypatch):

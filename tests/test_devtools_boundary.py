@@ -26,7 +26,7 @@ from django.conf import settings
 from django.core.management import call_command, get_commands
 django.setup()
 assert "devtools" not in settings.INSTALLED_APPS, settings.INSTALLED_APPS
-assert not {"demo", "runmoto", "runembedded"} & set(get_commands())
+assert not {"demo", "runmoto", "runjenkins", "runembedded"} & set(get_commands())
 call_command("check")
 """
 

@@ -10,8 +10,10 @@ ECS. The test then logs in and clicks through the pages with `requests`, as a pe
 in a browser, and drives the API with the same session.
 
 Acceptance: in the embedded default, a demo branch whose build flakes can be retried from
-the deploy page and then merges; a deploy of the demo goes out to the simulated ECS phase by
-phase and merges; a branch whose image runs out of memory on ECS is rolled back, unmerged.
+the deploy page and then merges; a deploy of the demo goes out phase by phase, to the
+simulated ECS and to the stand-in Jenkins' legacy deploy jobs as the demo's migration plan
+says, and merges; a branch whose image runs out of memory on ECS is rolled back, unmerged; a
+branch whose legacy job fails is rolled back on both sides, unmerged.
 """
 
 import re
@@ -27,18 +29,31 @@ import requests
 
 from builds.models import BuildStatus
 from deploys.states import FINAL_STATES, State
-from devtools.demo import BEHAVIOUR_ANNOTATION, DEMO_SLUG, OOM_BRANCH
+from devtools.demo import (
+    BEHAVIOUR_ANNOTATION,
+    DEMO_SLUG,
+    LEGACY_FAILS,
+    LEGACY_FAILS_BRANCH,
+    OOM_BRANCH,
+)
 from tests.embedded_server import EmbeddedServer
 
 FLAKY_BRANCH = "feature/flaky-test"
 FLAKY_FAILURE = "FAIL test_checkout: timed out waiting for the payment stub (flaky)"
 CLEAN_BRANCH = "feature/clean-merge"
 DEMO_REPOSITORY = "123456789012.dkr.ecr.us-east-1.amazonaws.com/demo-shop"
+# What a demo deploy updates, with each rollout phase, as `manage.py demo` leaves its
+# migration (the mailer cut over, the worker dual running, the rest planned): the ECS services
+# of the mailer and the worker, and the legacy deploy jobs of all but the mailer.
 DEMO_PHASES = {
+    "demo-shop-mailer": 1,
     "demo-shop-worker": 1,
-    "demo-shop-poller": 1,
-    "demo-shop-static": 2,
-    "demo-shop-web": 3,
+}
+DEMO_LEGACY_PHASES = {
+    "worker": 1,
+    "poller": 1,
+    "static": 2,
+    "web": 3,
 }
 
 DEPLOY_TIMEOUT = 120.0  # each wait for a state; the demo build takes about 3 s
@@ -284,6 +299,16 @@ def queue_deploy(session, server, branch: str, mode: str = "deploy") -> int:
     return response.json()["id"]
 
 
+def ecs_rollouts(deploy: dict) -> dict[str, dict]:
+    """The deploy's rollouts to ECS, by ECS service."""
+    return {r["ecs_service"]: r for r in deploy["rollouts"] if r["ecs_service"]}
+
+
+def legacy_rollouts(deploy: dict) -> dict[str, dict]:
+    """The deploy's rollouts to legacy deploy jobs (no ECS service), by service."""
+    return {r["service"]: r for r in deploy["rollouts"] if not r["ecs_service"]}
+
+
 def main_head(server: EmbeddedServer) -> str:
     return git(demo_remote(server), "rev-parse", "refs/heads/main").stdout.strip()
 
@@ -300,8 +325,17 @@ def test_a_demo_deploy_goes_out_to_the_simulated_ecs_phase_by_phase_and_merges(e
     image = f"{DEMO_REPOSITORY}:{deploy['candidate_sha'][:12]}"
     log = build_log(session, server, deploy_id, 1)
     assert f"publish: pushed {image}" in log["text"], log
-    rollouts = {r["ecs_service"]: r for r in deploy["rollouts"]}
+    rollouts = ecs_rollouts(deploy)
     assert {name: r["phase"] for name, r in rollouts.items()} == DEMO_PHASES, deploy["rollouts"]
+    legacy = legacy_rollouts(deploy)
+    assert {name: (r["phase"], r["status"], r["image"]) for name, r in legacy.items()} == {
+        name: (phase, "done", image) for name, phase in DEMO_LEGACY_PHASES.items()
+    }, deploy["rollouts"]
+    for r in legacy.values():  # the version is the image's tag; before it, the file's
+        assert (r["previous_task_definition"], r["new_task_definition"]) == (
+            "1.0.0",
+            image.rsplit(":", 1)[1],
+        ), r
     for name, r in rollouts.items():
         assert r["status"] == "done", r
         assert r["cluster"] == "demo", r
@@ -313,20 +347,25 @@ def test_a_demo_deploy_goes_out_to_the_simulated_ecs_phase_by_phase_and_merges(e
         assert before.partition(":")[0] == after.partition(":")[0] == name, r
         assert before != after, r
 
-    # Phase by phase: a phase starts only once every service of the one before is out.
+    # Phase by phase, both sides: a phase starts only once everything of the one before is out.
     messages = [e["message"] for e in deploy["events"]]
+    sides = {f"{name} on demo": phase for name, phase in DEMO_PHASES.items()}
+    sides.update(
+        (f"{name} (legacy job legacy-deploy-{name})", phase)
+        for name, phase in DEMO_LEGACY_PHASES.items()
+    )
     started, out = {}, {}
     for index, message in enumerate(messages):
-        for name in DEMO_PHASES:
-            if message.startswith(f"{name} on demo: "):
-                started.setdefault(name, index)
-            elif message.startswith(f"{name} on demo runs "):
-                out.setdefault(name, index)
-    assert set(started) == set(out) == set(DEMO_PHASES), messages
-    for name, phase in DEMO_PHASES.items():
-        assert started[name] < out[name], messages
-        before = [other for other, p in DEMO_PHASES.items() if p == phase - 1]
-        assert all(out[other] < started[name] for other in before), messages
+        for side in sides:
+            if message.startswith(f"{side}: "):
+                started.setdefault(side, index)
+            elif message.startswith(f"{side} runs "):
+                out.setdefault(side, index)
+    assert set(started) == set(out) == set(sides), messages
+    for side, phase in sides.items():
+        assert started[side] < out[side], messages
+        before = [other for other, p in sides.items() if p == phase - 1]
+        assert all(out[other] < started[side] for other in before), messages
     moves = [e["to"] for e in deploy["events"] if e["from"] != e["to"]]
     assert moves[-4:] == [
         State.DEPLOYING,
@@ -355,12 +394,16 @@ def test_a_demo_branch_whose_image_runs_out_of_memory_is_rolled_back_unmerged(em
     # Its first phase failed on ECS and went back; the later phases were never touched.
     (why,) = [e for e in deploy["events"] if e["to"] == State.ROLLING_BACK and e["from"] != e["to"]]
     assert "stopped: OutOfMemoryError" in why["message"], why
-    statuses = {r["ecs_service"]: (r["phase"], r["status"]) for r in deploy["rollouts"]}
+    statuses = {
+        r["ecs_service"] or r["service"]: (r["phase"], r["status"]) for r in deploy["rollouts"]
+    }
     assert statuses == {
+        "demo-shop-mailer": (1, "rolled_back"),
         "demo-shop-worker": (1, "rolled_back"),
-        "demo-shop-poller": (1, "rolled_back"),
-        "demo-shop-static": (2, "pending"),
-        "demo-shop-web": (3, "pending"),
+        "worker": (1, "rolled_back"),
+        "poller": (1, "rolled_back"),
+        "static": (2, "pending"),
+        "web": (3, "pending"),
     }, deploy["rollouts"]
     for r in [r for r in deploy["rollouts"] if r["phase"] == 1]:
         assert r["message"] == f"back on {r['previous_task_definition'].rsplit('/', 1)[-1]}", r
@@ -371,3 +414,39 @@ def test_a_demo_branch_whose_image_runs_out_of_memory_is_rolled_back_unmerged(em
     assert deploy["head_sha"], deploy
     held = git(remote, "merge-base", "--is-ancestor", deploy["head_sha"], "refs/heads/main")
     assert held.returncode == 1, f"main holds {OOM_BRANCH}: {held}"
+
+
+def test_a_demo_branch_whose_legacy_job_fails_is_rolled_back_on_both_sides(embedded):
+    server = embedded
+    session = login(server)
+    main_before = main_head(server)
+
+    deploy_id = queue_deploy(session, server, LEGACY_FAILS_BRANCH)
+    deploy = wait_for_state(
+        session, server, deploy_id, State.ROLLED_BACK, give_up_at={State.BUILD_FAILED}
+    )
+
+    log = build_log(session, server, deploy_id, 1)
+    assert f"{BEHAVIOUR_ANNOTATION}={LEGACY_FAILS}" in log["text"], log
+    # The legacy jobs of the first phase failed on the image; the timeline says so and why.
+    (why,) = [e for e in deploy["events"] if e["to"] == State.ROLLING_BACK and e["from"] != e["to"]]
+    assert "legacy job legacy-deploy-worker build #" in why["message"], why
+    assert "health check failed: demo-shop-worker exited with status 1" in why["message"], why
+    # Its ECS side went out and was put back too, as were the legacy jobs; the rest untouched.
+    ecs = ecs_rollouts(deploy)
+    assert {name: (r["phase"], r["status"]) for name, r in ecs.items()} == {
+        name: (phase, "rolled_back") for name, phase in DEMO_PHASES.items()
+    }, deploy["rollouts"]
+    for r in ecs.values():
+        assert r["message"] == f"back on {r['previous_task_definition'].rsplit('/', 1)[-1]}", r
+    legacy = legacy_rollouts(deploy)
+    assert {name: r["status"] for name, r in legacy.items()} == {
+        "worker": "rolled_back",
+        "poller": "rolled_back",
+        "static": "pending",
+        "web": "pending",
+    }, deploy["rollouts"]
+    for name in ("worker", "poller"):
+        r = legacy[name]
+        assert r["message"] == f"back on {r['previous_task_definition']}", r
+    assert main_head(server) == main_before, deploy

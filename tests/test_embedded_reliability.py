@@ -41,7 +41,14 @@ from tests.embedded_server import (
     manage,
     said,
 )
-from tests.test_embedded_default import DEMO_PHASES, DEMO_REPOSITORY, login, queue_deploy
+from tests.test_embedded_default import (
+    DEMO_PHASES,
+    DEMO_REPOSITORY,
+    ecs_rollouts,
+    legacy_rollouts,
+    login,
+    queue_deploy,
+)
 from tests.test_embedded_supervisor import push_branch
 from tests.waiting import wait_until
 
@@ -306,10 +313,11 @@ def test_a_rollout_whose_pool_process_was_killed_finishes_and_updates_each_servi
     recovered = time.monotonic() - killed_at
     assert deploy["state"] == State.SUCCEEDED, timeline(deploy)
     image = f"{DEMO_REPOSITORY}:{deploy['candidate_sha'][:12]}"
-    rollouts = {r["ecs_service"]: r for r in deploy["rollouts"]}
+    rollouts = ecs_rollouts(deploy)
     assert {name: (r["status"], r["image"]) for name, r in rollouts.items()} == {
         name: ("done", image) for name in DEMO_PHASES
     }, deploy["rollouts"]
+    assert {r["status"] for r in legacy_rollouts(deploy).values()} == {"done"}, deploy
     # One new revision per service, never two: nothing was started twice.
     assert task_definition_counts(server) == {n: c + 1 for n, c in revisions_before.items()}
     assert child_named(server, "celery -A fatcontroller worker") == worker

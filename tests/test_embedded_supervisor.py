@@ -5,7 +5,7 @@ FC_VAR_DIR. Acceptance (issue 9, "Nothing stranded"): a SIGKILLed Celery worker 
 again, said so in the log, with none of its pool processes left, and a merge-only deploy
 queued afterwards through the API merges; a SIGKILLed simulated AWS comes back with the
 demo's services made again, and a deploy goes out to it and merges; a SIGKILLed
-runembedded leaves no web, worker, beat, moto or Celery pool process behind.
+runembedded leaves no web, worker, beat, moto, stand-in Jenkins or Celery pool process behind.
 
 The tests run in file order on one server; the last one kills it.
 """
@@ -34,6 +34,7 @@ from tests.test_embedded_default import (
     DEMO_PHASES,
     DEMO_REPOSITORY,
     demo_remote,
+    ecs_rollouts,
     git,
     login,
     queue_deploy,
@@ -146,7 +147,7 @@ def test_a_killed_simulated_aws_comes_back_with_the_demo_made_and_takes_a_deploy
         session, server, deploy_id, State.SUCCEEDED, give_up_at={State.BUILD_FAILED}
     )
     image = f"{DEMO_REPOSITORY}:{deploy['candidate_sha'][:12]}"
-    assert {r["ecs_service"]: (r["status"], r["image"]) for r in deploy["rollouts"]} == {
+    assert {name: (r["status"], r["image"]) for name, r in ecs_rollouts(deploy).items()} == {
         name: ("done", image) for name in DEMO_PHASES
     }, deploy["rollouts"]
 
@@ -156,7 +157,7 @@ def test_a_sigkilled_runembedded_leaves_no_process_behind(embedded):
     supervisor = runembedded_pid(server)
     left = descendants(supervisor)
     for marker in ("runserver", "celery -A fatcontroller worker", "celery -A fatcontroller beat",
-                   "runmoto"):  # fmt: skip
+                   "runmoto", "runjenkins"):  # fmt: skip
         assert any(marker in cmd for cmd in left.values()), server.explain(f"no {marker}: {left}")
     worker = next(pid for pid, cmd in left.items() if "fatcontroller worker" in cmd)
     assert children_of(worker), server.explain("the worker has no pool processes")

@@ -4,13 +4,14 @@ These tests also pin down what python-jenkins raises for each Jenkins answer, wh
 production backend has to handle: see the module docstring of tests/jenkins_standin.py.
 """
 
+import threading
 import time
 
 import jenkins
 import pytest
 import requests
 
-from tests.jenkins_standin import JENKINS_VERSION, JenkinsStandin
+from tests.jenkins_standin import JENKINS_VERSION, JenkinsStandin, Script
 from tests.waiting import wait_until
 
 USER, TOKEN, JOB = "fatcontroller", "s3cret-token", "demo-shop"
@@ -411,3 +412,61 @@ def test_queue_merges_duplicates_blocks_and_cancels(standin, server):
     assert http_status(excinfo.value) == 500
     finished(server, started(server, second)["executable"]["number"])
     assert [b.parameters["BRANCH"] for b in standin.builds(JOB)] == ["a", "b"]
+
+
+def test_a_scripted_job_decides_each_build_from_its_parameters(standin, server):
+    asked = []
+    release = threading.Event()
+
+    def script(parameters):
+        asked.append(parameters)
+        if parameters["VERSION"] == "slow":
+            release.wait(5)  # the stand-in keeps answering meanwhile: outside its lock
+        if parameters["VERSION"] == "bad":
+            return Script("fail", ("ERROR: bad release", "+ exit 1"), seconds=0.1)
+        if parameters["VERSION"] == "boom":
+            raise RuntimeError("the script itself broke")
+        return "succeed"
+
+    standin.plan(JOB, "fail")  # a script wins over the plan
+    standin.script(JOB, script)
+
+    good = run(server, {"VERSION": "1.2.3"})
+    assert good["result"] == "SUCCESS"
+    bad = run(server, {"VERSION": "bad"})
+    assert bad["result"] == "FAILURE"
+    console = server.get_build_console_output(JOB, bad["number"])
+    assert console.index("ERROR: bad release\n+ exit 1\n") < console.index(
+        "Build step 'Execute shell' marked build as failure\nFinished: FAILURE\n"
+    )
+
+    queue_id = server.build_job(JOB, {"VERSION": "slow"})
+    number = started(server, queue_id)["executable"]["number"]
+    assert server.get_build_info(JOB, number)["building"] is True  # while the script decides
+    release.set()
+    assert finished(server, number)["result"] == "SUCCESS"
+    assert [p["VERSION"] for p in asked] == ["1.2.3", "bad", "slow"]
+
+    broke = run(server, {"VERSION": "boom"})
+    assert broke["result"] == "FAILURE"
+    assert "ERROR: RuntimeError: the script itself broke" in server.get_build_console_output(
+        JOB, broke["number"]
+    )
+    assert [str(e) for e in standin.callback_errors] == ["the script itself broke"]
+    standin.callback_errors.clear()  # seen: the fixture checks for unexpected ones
+
+    standin.script(JOB, None)
+    assert run(server, {"VERSION": "1.2.4"})["result"] == "FAILURE"  # back to the plan
+
+
+def test_a_build_stopped_while_its_script_decides_is_aborted(standin, server):
+    release = threading.Event()
+    standin.script(JOB, lambda parameters: release.wait(5) and "succeed")
+    number = started(server, server.build_job(JOB, {"VERSION": "1"}))["executable"]["number"]
+    server.stop_build(JOB, number)
+    assert finished(server, number)["result"] == "ABORTED"
+    release.set()
+    wait_until(lambda: not standin.builds(JOB)[0].deciding, what="the script to answer")
+    (build,) = standin.builds(JOB)
+    assert (build.result, build.building) == ("ABORTED", False)
+    assert build.log.endswith("Aborted by fatcontroller\nFinished: ABORTED\n")

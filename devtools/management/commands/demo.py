@@ -3,8 +3,10 @@ import secrets
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
+from django.db import transaction
 
 from appconfig.apply import apply_app_config
+from clusters.models import MigrationPlan
 from deploys.models import Application
 from devtools.demo import (
     BUILD_COMMAND,
@@ -13,14 +15,16 @@ from devtools.demo import (
     create_demo_remote,
     demo_config,
 )
+from devtools.demo_migration import put_mid_migration
 
 FIRST_USER = "admin"
 
 
 class Command(BaseCommand):
     help = (
-        "Load the demo: a demo application on a local git remote, set up for ECS by "
-        "devtools/demo-shop.fatcontroller.yml, and a first login."
+        "Load the demo: a demo application on a local git remote, set up for ECS and its "
+        "legacy deploy jobs by devtools/demo-shop.fatcontroller.yml, its migration plan put "
+        "mid-migration when the plan is new, and a first login."
     )
 
     def handle(self, *args, **options):
@@ -40,11 +44,18 @@ class Command(BaseCommand):
         # The rest (build, image repository, rollout pacing, services and placements) is the
         # file's: loading it again changes nothing, or puts back what the file says.
         config = demo_config()
-        report = apply_app_config(config)
+        with transaction.atomic():  # a plan the file makes gets its history, or neither
+            report = apply_app_config(config)
+            plan = MigrationPlan.objects.filter(application=app).first()
+            moved = put_mid_migration(plan) if plan is not None else []
         for line in report.lines():
             self.stdout.write(line)
         for warning in report.warnings:
             self.stderr.write(f"{CONFIG_FILE.name}: {warning}")
+        if moved:
+            self.stdout.write("Put the new migration plan mid-migration:")
+            for line in moved:
+                self.stdout.write(line)
         self._first_login()
 
     def _first_login(self):

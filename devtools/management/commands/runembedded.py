@@ -3,13 +3,20 @@
 Web (runserver), a Celery worker and Celery beat run as separate processes under one
 Supervisor (lib/supervisor.py); unless AWS_ENDPOINT_URL says where AWS is, the simulated AWS
 (runmoto) runs too, started first and waited for, since nothing may start a rollout before
-the services it deploys to are there.
+the services it deploys to are there. Unless FC_LEGACY_JENKINS_URL says where the legacy
+Jenkins is, the stand-in Jenkins (runjenkins) runs too, with the demo's legacy deploy jobs,
+started next and waited for: web and worker are given FC_LEGACY_JENKINS_URL, _USER and
+_TOKEN to reach it, credentials made up for this run (the token is random, in the children's
+environment only, never printed).
 
 - A child that dies is started again after a backoff (1 s doubling to 30 s, back to 1 s
   after a minute up), with a line on stderr saying which, how and when.
 - Everything stops on Ctrl-C or SIGTERM (SIGTERM to each child, 10 s, then SIGKILL), or when
   one child dies 5 times within 60 s: then the command exits with status 1.
 - On Linux no child outlives this command, even when it is SIGKILLed.
+
+A restarted stand-in Jenkins has the demo's jobs again, and the same credentials, but no
+builds: a deploy following a legacy build at that moment finds it gone.
 
 A restarted simulated AWS makes the demo's ECR repository, base image, clusters and
 services again as it starts (runmoto does that at every start), so deploys queued after it
@@ -21,12 +28,14 @@ restart going out and merging).
 """
 
 import os
+import secrets
 import sys
 import time
 
 from django.core.management.base import BaseCommand, CommandError
 
 from lib.supervisor import ChildSpec, Supervisor
+from lib.urls import redact
 
 PROCESSES = {
     "web": ["manage.py", "runserver", "--noreload"],
@@ -38,6 +47,7 @@ PROCESSES = {
 }  # fmt: skip
 # How long the simulated AWS may take to answer with the demo's services made.
 MOTO_START_TIMEOUT = 60.0
+JENKINS_START_TIMEOUT = 60.0
 # AWS settings that must not reach the simulated AWS's clients: a profile would be looked
 # up (and may not exist), a session token belongs to real credentials.
 NOT_FOR_MOTO = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_REGION")
@@ -47,7 +57,8 @@ class Command(BaseCommand):
     help = (
         "Run web, a Celery worker and Celery beat together until Ctrl-C, restarting one that "
         "dies. Unless AWS_ENDPOINT_URL says where AWS is, a simulated AWS (runmoto) runs too "
-        "and the others deploy to it."
+        "and the others deploy to it; unless FC_LEGACY_JENKINS_URL says where the legacy "
+        "Jenkins is, a stand-in Jenkins (runjenkins) runs the demo's legacy deploy jobs."
     )
 
     def add_arguments(self, parser):
@@ -79,6 +90,13 @@ class Command(BaseCommand):
                 "moto", [sys.executable, "manage.py", "runmoto", "--port", str(port)], env=env
             )
             children.append(moto)
+        jenkins = None
+        if env.get("FC_LEGACY_JENKINS_URL"):
+            legacy = f"the Jenkins at {redact(env['FC_LEGACY_JENKINS_URL'])}"
+            self.stdout.write(f"FC_LEGACY_JENKINS_URL is set: legacy deploy jobs run on {legacy}")
+        else:
+            jenkins = legacy_jenkins(env)
+            children.append(jenkins)
         for name, argv in PROCESSES.items():
             argv = [sys.executable, *argv] + ([addrport] if name == "web" else [])
             children.append(ChildSpec(name, argv, env=env))
@@ -88,6 +106,10 @@ class Command(BaseCommand):
                 supervisor.start(moto.name)
                 if not self._wait_for_moto(supervisor, endpoint, aws, demo_aws_ready):
                     return  # Ctrl-C while waiting: the supervisor stops moto on the way out
+            if jenkins is not None:
+                supervisor.start(jenkins.name)
+                if not self._wait_for_jenkins(supervisor, env):
+                    return
             for name in PROCESSES:
                 supervisor.start(name)
             self.stdout.write(
@@ -95,33 +117,78 @@ class Command(BaseCommand):
                     f"Fat Controller is on http://{addrport}/; deploys go to {where}"
                 )
             )
+            if jenkins is not None:
+                url = env["FC_LEGACY_JENKINS_URL"]
+                self.stdout.write(f"Legacy deploy jobs run on the stand-in Jenkins at {url}")
             self.stdout.flush()
             status = supervisor.run()
         if status != 0:
             raise CommandError(f"{supervisor.gave_up_on} kept dying: everything is stopped")
 
     def _wait_for_moto(self, supervisor, endpoint, aws, ready) -> bool:
-        """Wait until the simulated AWS answers with the demo made; False on Ctrl-C.
+        """Wait until the simulated AWS answers with the demo made; False on Ctrl-C."""
+        return self._wait_for(
+            supervisor,
+            "moto",
+            "the simulated AWS",
+            "runmoto",
+            endpoint,
+            lambda: ready(endpoint, aws),
+            MOTO_START_TIMEOUT,
+        )
 
-        Its first start is not restarted: a simulated AWS that cannot start (its port taken)
-        will not start a second later either.
+    def _wait_for_jenkins(self, supervisor, env) -> bool:
+        """Wait until the stand-in Jenkins takes its credentials; False on Ctrl-C."""
+        from .runjenkins import jenkins_ready
+
+        url = env["FC_LEGACY_JENKINS_URL"]
+        user, token = env["FC_LEGACY_JENKINS_USER"], env["FC_LEGACY_JENKINS_TOKEN"]
+        return self._wait_for(
+            supervisor,
+            "jenkins",
+            "the stand-in Jenkins",
+            "runjenkins",
+            url,
+            lambda: jenkins_ready(url, user, token),
+            JENKINS_START_TIMEOUT,
+        )
+
+    def _wait_for(self, supervisor, name, what, command, where, ready, timeout) -> bool:
+        """Wait until the child `name` is `ready()`; False on Ctrl-C.
+
+        Its first start is not restarted: a child that cannot start (its port taken) will
+        not start a second later either.
         """
-        process = supervisor.process("moto")
+        process = supervisor.process(name)
         started = time.monotonic()
-        deadline = started + MOTO_START_TIMEOUT
-        while not ready(endpoint, aws):
+        deadline = started + timeout
+        while not ready():
             if supervisor.stop_requested:
                 return False
             if process.poll() is not None:
                 raise CommandError(
-                    f"the simulated AWS (runmoto) stopped with exit code {process.returncode}: "
-                    "see above"
+                    f"{what} ({command}) stopped with exit code {process.returncode}: see above"
                 )
             if time.monotonic() > deadline:
-                raise CommandError(
-                    f"the simulated AWS did not answer at {endpoint} within "
-                    f"{MOTO_START_TIMEOUT:g} s"
-                )
+                raise CommandError(f"{what} did not answer at {where} within {timeout:g} s")
             time.sleep(0.2)
-        self.stdout.write(f"The simulated AWS answered in {time.monotonic() - started:.1f} s")
+        self.stdout.write(
+            f"{what[0].upper()}{what[1:]} answered in {time.monotonic() - started:.1f} s"
+        )
         return True
+
+
+def legacy_jenkins(env: dict[str, str]) -> ChildSpec:
+    """The stand-in Jenkins as a child (`runjenkins` on FC_JENKINS_PORT), and `env` given the
+    FC_LEGACY_JENKINS_* settings that reach it, with a token made up for this run."""
+    from .runjenkins import DEFAULT_USER, jenkins_port, url_for
+
+    port = jenkins_port()
+    env.update(
+        FC_LEGACY_JENKINS_URL=url_for(port),
+        FC_LEGACY_JENKINS_USER=DEFAULT_USER,
+        FC_LEGACY_JENKINS_TOKEN=secrets.token_urlsafe(24),
+    )
+    return ChildSpec(
+        "jenkins", [sys.executable, "manage.py", "runjenkins", "--port", str(port)], env=env
+    )

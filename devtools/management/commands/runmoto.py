@@ -44,18 +44,23 @@ TASK_FAIL_AFTER_SECONDS = 1.0
 ECR_REPOSITORY_HOST = ".dkr.ecr."
 
 
-def moto_port() -> int:
-    """FC_MOTO_PORT, or DEFAULT_PORT."""
-    text = os.environ.get("FC_MOTO_PORT", "").strip()
+def port_setting(name: str, default: int) -> int:
+    """The port the environment variable `name` says, or `default`."""
+    text = os.environ.get(name, "").strip()
     if not text:
-        return DEFAULT_PORT
+        return default
     try:
         port = int(text)
     except ValueError:
         port = -1
     if not 0 < port < 65536:
-        raise CommandError(f"FC_MOTO_PORT must be a port number, not {text!r}")
+        raise CommandError(f"{name} must be a port number, not {text!r}")
     return port
+
+
+def moto_port() -> int:
+    """FC_MOTO_PORT, or DEFAULT_PORT."""
+    return port_setting("FC_MOTO_PORT", DEFAULT_PORT)
 
 
 def endpoint_for(port: int) -> str:
@@ -207,7 +212,7 @@ def create_demo_aws(endpoint: str, aws: DemoAws) -> list[str]:
     return made
 
 
-def _check_free(port: int) -> None:
+def check_free(port: int, setting: str = "FC_MOTO_PORT", what: str = "the simulated AWS") -> None:
     # ThreadedMotoServer.start() waits for ever when it cannot listen: ask first.
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -216,8 +221,8 @@ def _check_free(port: int) -> None:
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 raise CommandError(
-                    f"port {port} on {HOST} is in use: set FC_MOTO_PORT (or --port) to a free "
-                    "one for the simulated AWS"
+                    f"port {port} on {HOST} is in use: set {setting} (or --port) to a free "
+                    f"one for {what}"
                 ) from None
             raise CommandError(f"cannot listen on {HOST}:{port}: {exc.strerror}") from None
 
@@ -244,7 +249,7 @@ class Command(BaseCommand):
 
         port = port if port is not None else moto_port()
         aws = demo_aws()
-        _check_free(port)
+        check_free(port)
         # Every describe_services of every rollout tick would be logged otherwise.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
