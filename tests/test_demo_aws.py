@@ -21,7 +21,6 @@ from clusters.targets.ecs import image_exists
 from devtools.demo import BEHAVIOUR_ANNOTATION, LEGACY_FAILS, LEGACY_FAILS_BRANCH, OOM_BRANCH
 from devtools.legacy_jobs import deploy_script
 from devtools.management.commands import runembedded, runmoto
-from tests.test_demo_migration import needs_migration_syntax
 
 pytestmark = pytest.mark.skipif(
     shutil.which("git") is None or shutil.which("python3") is None,
@@ -89,7 +88,6 @@ def manifest_of(url: str, tag: str) -> dict:
     return json.loads(image["imageManifest"])
 
 
-@needs_migration_syntax
 def test_runmoto_makes_the_demo_services_once(moto_url):
     aws = runmoto.demo_aws()
     assert not runmoto.demo_aws_ready(moto_url, aws)
@@ -125,7 +123,6 @@ def test_runmoto_makes_the_demo_services_once(moto_url):
     assert runmoto.create_demo_aws(moto_url, aws) == []  # idempotent
 
 
-@needs_migration_syntax
 def test_a_passing_demo_build_publishes_its_image_where_the_rollout_looks(
     demo_aws, moto_url, demo_remote, tmp_path, monkeypatch
 ):
@@ -152,7 +149,6 @@ def test_a_passing_demo_build_publishes_its_image_where_the_rollout_looks(
     assert "is already there, the same image" in again.stdout
 
 
-@needs_migration_syntax
 def test_the_oom_branch_publishes_an_image_annotated_to_run_out_of_memory(
     demo_aws, moto_url, demo_remote, tmp_path
 ):
@@ -165,7 +161,6 @@ def test_the_oom_branch_publishes_an_image_annotated_to_run_out_of_memory(
     assert manifest_of(moto_url, "oomtag")["annotations"][BEHAVIOUR_ANNOTATION] == "oom"
 
 
-@needs_migration_syntax
 def test_the_legacy_fails_branch_publishes_an_image_its_legacy_job_fails_on(
     demo_aws, moto_url, demo_remote, tmp_path, monkeypatch
 ):
@@ -193,7 +188,6 @@ def test_the_legacy_fails_branch_publishes_an_image_its_legacy_job_fails_on(
     assert deploy_script(job, image, endpoint=moto_url).outcome == "succeed"
 
 
-@needs_migration_syntax
 def test_publishing_says_why_it_did_not_publish(demo_aws, moto_url, demo_remote, tmp_path):
     work = checkout(demo_remote, "main", tmp_path / "main")
 

@@ -27,7 +27,6 @@ from devtools.legacy_jobs import PARAMETERS, deploy_script
 from devtools.management.commands import runembedded, runjenkins, runmoto
 from lib.process_groups import start_in_own_group, stop_group
 from tests.ports import closed_port
-from tests.test_demo_migration import needs_migration_syntax
 from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -277,7 +276,6 @@ def test_runembedded_stops_waiting_when_the_stand_in_jenkins_dies():
         runembedded.Command()._wait_for_jenkins(Supervising(), env)
 
 
-@needs_migration_syntax
 def test_runjenkins_serves_one_job_per_legacy_placement_of_the_demo():
     assert runjenkins.demo_legacy_jobs() == [
         f"legacy-deploy-{service}" for service in ("mailer", "worker", "poller", "static", "web")

@@ -11,7 +11,6 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from appconfig.schema import TOP_KEYS
 from clusters.migration import in_use
 from clusters.models import MigrationMove, MigrationPhase, MigrationPlan, MigrationState, Placement
 from deploys.models import Application
@@ -19,13 +18,6 @@ from devtools.demo import DEMO_SLUG, demo_config
 from devtools.demo_migration import HISTORY, PEOPLE, put_mid_migration
 
 S = MigrationState
-
-# Until appconfig knows the section, the demo's file (which has it) cannot be loaded at all.
-needs_migration_syntax = pytest.mark.skipif(
-    "migration" not in TOP_KEYS,
-    reason="appconfig does not know the migration: section (nor legacy_version) yet, so the "
-    "demo's configuration file cannot be loaded until issue 11's config part lands",
-)
 
 
 def snapshot(app: Application) -> dict:
@@ -50,7 +42,6 @@ def snapshot(app: Application) -> dict:
     }
 
 
-@needs_migration_syntax
 def test_the_demo_plan_goes_from_the_low_risk_process_to_the_webs():
     migration = demo_config().migration
     assert [(phase.name, list(phase.services)) for phase in migration.phases] == [
@@ -62,7 +53,6 @@ def test_the_demo_plan_goes_from_the_low_risk_process_to_the_webs():
     assert (migration.proof_deploys, migration.proof_hours) == (2, 0)
 
 
-@needs_migration_syntax
 def test_manage_py_demo_puts_a_new_plan_mid_migration_and_a_rerun_changes_nothing(
     db, settings, tmp_path, capsys
 ):
@@ -118,7 +108,6 @@ def test_manage_py_demo_puts_a_new_plan_mid_migration_and_a_rerun_changes_nothin
     assert snapshot(app) == first
 
 
-@needs_migration_syntax
 def test_a_plan_someone_has_moved_is_left_as_it_is(db, settings, tmp_path):
     settings.VAR_DIR = tmp_path
     call_command("demo")

@@ -18,7 +18,6 @@ from devtools.demo import (
     create_demo_remote,
     demo_config,
 )
-from tests.test_demo_migration import needs_migration_syntax
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -43,7 +42,6 @@ LEGACY_PLACEMENTS = [
 ]
 
 
-@needs_migration_syntax
 def test_the_demo_configuration_has_five_services_in_three_phases_on_both_sides():
     config = demo_config()
     assert config.slug == DEMO_SLUG
@@ -70,7 +68,6 @@ def test_the_demo_configuration_has_five_services_in_three_phases_on_both_sides(
     ]
 
 
-@needs_migration_syntax
 def test_manage_py_demo_sets_the_application_up_on_both_sides_and_again_changes_nothing(
     db, settings, tmp_path, capsys
 ):
