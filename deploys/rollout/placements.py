@@ -230,11 +230,26 @@ def each(deploy: Deploy, rollouts: list[ServiceRollout], act) -> list[str]:
                 f"({deploy.application.phase_timeout_seconds} s)"
             )
             mark(rollout, R.FAILED, problem)
-            problems.append(problem)
+            problems.append(side_of(rollout) + problem)
         except (RolloutProblem, TargetError) as exc:
             mark(rollout, R.FAILED, str(exc))
-            problems.append(str(exc))
+            problems.append(side_of(rollout) + str(exc))
     return problems
+
+
+def side_of(rollout: ServiceRollout) -> str:
+    """'the legacy side of worker failed: ' while the deploy drives the service on more than
+    one side (a dual-running migration), so the timeline says which side it was."""
+    kinds = set(
+        ServiceRollout.objects.filter(
+            deploy_id=rollout.deploy_id, placement__service_id=rollout.placement.service_id
+        ).values_list("placement__kind", flat=True)
+    )
+    if len(kinds) < 2:
+        return ""
+    placement = rollout.placement
+    side = "legacy" if placement.kind == "legacy" else placement.get_kind_display()
+    return f"the {side} side of {placement.service.name} failed: "
 
 
 def mark(rollout: ServiceRollout, status: str, message: str) -> None:

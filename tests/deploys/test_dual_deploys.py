@@ -236,6 +236,7 @@ def test_a_failed_legacy_job_brings_the_ecs_side_back_too(
     assert remote_main(demo_remote) == main_before
     failed = deploy.events.get(from_state=State.DEPLOYING, to_state=State.ROLLING_BACK).message
     number = jenkins.builds(JOBS["shop-worker"])[0].number
+    assert "the legacy side of shop-worker failed: legacy job deploy-shop-worker build " in failed
     assert f"legacy job deploy-shop-worker build #{number} ended FAILURE: " in failed
     assert "ERROR: rollout failed" in failed
     # Phase 1's ECS side was started beside the job and is back on what it ran; phase 2 was
@@ -270,6 +271,7 @@ def test_a_failed_ecs_side_reruns_the_legacy_job_with_the_recorded_version(
 
     assert state == State.ROLLED_BACK, full_timeline(deploy.pk, jenkins)
     failed = deploy.events.get(from_state=State.DEPLOYING, to_state=State.ROLLING_BACK).message
+    assert "the ECS side of shop-worker failed: " in failed
     assert "of shop-worker:2 stopped: OutOfMemoryError" in failed
     assert versions_built(jenkins, "shop-worker") == [build.image_tag, OLD_VERSION]
     restore = LegacyRun.objects.get(placement=legacy_placement("shop-worker"), purpose="restore")
@@ -348,6 +350,7 @@ def test_a_legacy_job_hung_past_the_phase_timeout_is_stopped_and_both_sides_rest
     failed = deploy.events.get(from_state=State.DEPLOYING, to_state=State.ROLLING_BACK).message
     hung, restored = jenkins.builds(JOBS["shop-worker"])
     assert failed == (
+        "the legacy side of shop-worker failed: "
         f"job run of {build.image_tag} on shop-worker (legacy job deploy-shop-worker) did not "
         f"complete within 4 s: 0 of 1 job running (Jenkins build #{hung.number} of "
         "deploy-shop-worker has not finished). Rolling back."
