@@ -27,17 +27,17 @@ from bench.simulated_aws import (
     MANIFEST,
     REGION,
     all_completed,
-    branch_sha,
     deploy_state,
     is_final,
     repository,
     simulated_aws,
+    start_built_deploy,
     wait_for,
     worker_on,
 )
 
 SERVICES = 3
-ROUNDS = 3
+ROUNDS = 5
 TASKS_PER_SERVICE = 2
 TASK_START_SECONDS = 2.0
 LEGACY_BUILD_SECONDS = 4.0
@@ -90,27 +90,37 @@ def run(var_dir: Path) -> dict[str, dict]:
         f"real worker (FC_ROLLOUT_POLL_SECONDS={POLL_SECONDS}, no beat); {SERVICES} services "
         f"in one phase, each an ECS service of {TASKS_PER_SERVICE} tasks starting "
         f"{TASK_START_SECONDS} s apart and a legacy job of {LEGACY_BUILD_SECONDS} s builds; "
-        f"median of {ROUNDS} rounds, the kinds interleaved"
+        f"median of {ROUNDS} rounds, the kinds interleaved; a rollout is seen out at a tick, "
+        f"so each time is rounded up to the {POLL_SECONDS} s poll"
     )
-    return {
-        "dual_rollout": {
+    figures = {
+        f"dual_rollout_{kind}": {
+            "count": len(found),
+            "median": round(medians[kind], 2),
+            "p95": "",  # too few rounds for one
+            "max": round(max(found), 2),
             "unit": "s",
-            "dual_s": round(medians["dual"], 2),
-            "ecs_alone_s": round(medians["ecs_alone"], 2),
-            "legacy_alone_s": round(medians["legacy_alone"], 2),
-            "ratio_to_slower_side": round(medians["dual"] / slower, 3),
-            "goal": f"dual within {GOAL}x of the slower side alone",
-            "rounds_s": {kind: [round(t, 2) for t in found] for kind, found in times.items()},
+            "rounds_s": [round(t, 2) for t in found],
             "conditions": conditions,
         }
+        for kind, found in times.items()
     }
+    figures["dual_rollout_against_slower_side"] = {
+        "count": ROUNDS,
+        "median": round(medians["dual"] / slower, 3),
+        "p95": "",
+        "max": "",
+        "unit": "x",
+        "goal": f"the dual rollout within {GOAL}x of the slower side alone "
+        f"(here {'met' if medians['dual'] <= GOAL * slower else 'NOT met'})",
+        "slower_side": "ecs_alone" if slower == medians["ecs_alone"] else "legacy_alone",
+        "conditions": conditions,
+    }
+    return figures
 
 
 def _one_rollout(app, user, phase, kind: str, tag: str) -> float:
-    from builds.models import Build, BuildStatus
     from clusters.models import MigrationState
-    from deploys import pipeline
-    from deploys.models import Deploy
     from deploys.states import State
 
     state = {
@@ -120,19 +130,7 @@ def _one_rollout(app, user, phase, kind: str, tag: str) -> float:
     }[kind]
     # The bench sets the phase's state directly: it measures the rollout, not the moves.
     type(phase).objects.filter(pk=phase.pk).update(state=state)
-    candidate = branch_sha(Path(app.git_remote_url), "bench/000")
-    deploy = Deploy.objects.create(
-        application=app,
-        branch="bench/000",
-        requester=user,
-        state=State.BUILDING,
-        candidate_sha=candidate,
-        head_sha=candidate,
-    )
-    build = Build.objects.create(
-        deploy=deploy, attempt=1, status=BuildStatus.SUCCEEDED, image_tag=tag
-    )
-    pipeline.build_finished(deploy, build, passed=True, summary="bench")  # -> deploying
+    deploy = start_built_deploy(app, user, tag)
     wait_for(lambda: is_final(deploy), f"the {kind} deploy #{deploy.pk}", timeout=300, log=LOG)
     if deploy_state(deploy) != State.SUCCEEDED:
         raise SystemExit(f"bench: the {kind} deploy #{deploy.pk} ended {deploy_state(deploy)}")
@@ -140,8 +138,8 @@ def _one_rollout(app, user, phase, kind: str, tag: str) -> float:
     expected = {"ecs_alone": {"ecs"}, "legacy_alone": {"legacy"}, "dual": {"ecs", "legacy"}}
     if touched != expected[kind]:
         raise SystemExit(f"bench: the {kind} deploy #{deploy.pk} touched {sorted(touched)}")
-    deploying = deploy.events.get(to_state=State.DEPLOYING).created_at
-    verifying = deploy.events.get(to_state=State.VERIFYING).created_at
+    deploying = deploy.events.get(from_state=State.BUILDING, to_state=State.DEPLOYING).created_at
+    verifying = deploy.events.get(from_state=State.DEPLOYING, to_state=State.VERIFYING).created_at
     return (verifying - deploying).total_seconds()
 
 

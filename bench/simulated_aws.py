@@ -134,3 +134,27 @@ def branch_sha(remote: Path, branch: str) -> str:
         text=True,
         check=True,
     ).stdout.strip()
+
+
+def start_built_deploy(app, user, tag: str, *, branch: str = "bench/000"):
+    """A deploy of the bench remote's branch whose build passed with image `tag`, moved on to
+    `deploying` as the build's outcome would move it; returns the deploy."""
+    from builds.models import Build, BuildStatus
+    from deploys import pipeline
+    from deploys.models import Deploy
+    from deploys.states import State
+
+    candidate = branch_sha(Path(app.git_remote_url), branch)
+    deploy = Deploy.objects.create(
+        application=app,
+        branch=branch,
+        requester=user,
+        state=State.BUILDING,
+        candidate_sha=candidate,
+        head_sha=candidate,
+    )
+    build = Build.objects.create(
+        deploy=deploy, attempt=1, status=BuildStatus.SUCCEEDED, image_tag=tag
+    )
+    pipeline.build_finished(deploy, build, passed=True, summary="bench")  # -> deploying
+    return deploy

@@ -14,9 +14,8 @@ from __future__ import annotations
 import logging
 
 import pytest
-from django.utils import timezone
 
-from builds.models import Build, BuildStatus
+from builds.models import Build
 from clusters.models import (
     Cluster,
     LegacyRun,
@@ -29,7 +28,6 @@ from clusters.models import (
 )
 from clusters.targets import target_for
 from deploys.models import Application, Deploy, RolloutStatus
-from deploys.repositories import repository_for
 from deploys.rollout.forward import start_rollout
 from deploys.states import State
 from tests.deploys import test_rollout_worker_killed as killed
@@ -40,7 +38,7 @@ from tests.deploys.test_rollout_worker_killed import (
     SERVICES,
     WORKER_START,
     Aws,
-    push_image,
+    built_deploy,
     resends,
     safety_net_until_final,
     set_up_ecs,
@@ -115,29 +113,7 @@ def dual_running(application: Application, user, aws: Aws) -> tuple[Deploy, Buil
         Placement.objects.create(
             service=service, cluster=cluster, ecs_service_name=name, container_name="app"
         )
-    deploy = Deploy.objects.create(
-        application=application,
-        branch="feature/clean-merge",
-        requester=user,
-        state=State.BUILDING,
-        started_at=timezone.now(),
-    )
-    head_sha, candidate_sha = repository_for(application).make_candidate(
-        deploy.branch,
-        deploy.candidate_ref,
-        message=f"Merge {deploy.branch} into main (deploy #{deploy.pk})",
-        when=deploy.created_at,
-    )
-    Deploy.objects.filter(pk=deploy.pk).update(head_sha=head_sha, candidate_sha=candidate_sha)
-    build = Build.objects.create(
-        deploy=deploy,
-        attempt=1,
-        status=BuildStatus.SUCCEEDED,
-        image_tag=candidate_sha[:12],
-        finished_at=timezone.now(),
-    )
-    push_image(aws, build.image_tag)
-    return Deploy.objects.select_related("application").get(pk=deploy.pk), build
+    return built_deploy(application, user, aws)
 
 
 def legacy_placement(name: str) -> Placement:

@@ -14,9 +14,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from django.utils import timezone
 
-from builds.models import Build, BuildStatus
 from clusters import migration
 from clusters.models import (
     Cluster,
@@ -30,7 +28,6 @@ from clusters.models import (
     Service,
 )
 from deploys.models import Application, Deploy
-from deploys.repositories import repository_for
 from deploys.rollout.forward import start_rollout
 from deploys.states import State
 from devtools.ecs_simulator import create_service
@@ -39,7 +36,7 @@ from tests.deploys.test_rollout_worker_killed import (
     REGION,
     REPOSITORY,
     ROLLOUT_TIMEOUT,
-    push_image,
+    built_deploy,
     safety_net_until_final,
 )
 
@@ -101,26 +98,8 @@ def ship(application, user, aws, remote: Path, work: Path, n: int) -> Deploy:
     """Deploy a new branch (its build passed, its image pushed) and wait until it is final."""
     branch = f"feature/walk-{n}"
     add_branch(remote, branch, work)
-    deploy = Deploy.objects.create(
-        application=application,
-        branch=branch,
-        requester=user,
-        state=State.BUILDING,
-        started_at=timezone.now(),
-    )
-    head_sha, candidate_sha = repository_for(application).make_candidate(
-        branch, deploy.candidate_ref, message=f"Merge {branch}", when=deploy.created_at
-    )
-    Deploy.objects.filter(pk=deploy.pk).update(head_sha=head_sha, candidate_sha=candidate_sha)
-    build = Build.objects.create(
-        deploy=deploy,
-        attempt=1,
-        status=BuildStatus.SUCCEEDED,
-        image_tag=f"walk-{n}",
-        finished_at=timezone.now(),
-    )
-    push_image(aws, build.image_tag)
-    start_rollout(Deploy.objects.select_related("application").get(pk=deploy.pk), build)
+    deploy, build = built_deploy(application, user, aws, branch=branch, image_tag=f"walk-{n}")
+    start_rollout(deploy, build)
     assert safety_net_until_final(deploy.pk, ROLLOUT_TIMEOUT) == State.SUCCEEDED, dual.timeline(
         deploy.pk
     )

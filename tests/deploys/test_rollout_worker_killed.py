@@ -353,9 +353,17 @@ def ready_to_roll_out(application: Application, user, aws: Aws) -> tuple[Deploy,
         Placement.objects.create(
             service=service, cluster=cluster, ecs_service_name=name, container_name="app"
         )
+    return built_deploy(application, user, aws)
+
+
+def built_deploy(
+    application, user, aws: Aws, *, branch: str = "feature/clean-merge", image_tag: str = ""
+) -> tuple[Deploy, Build]:
+    """A deploy of `branch` in building whose build passed: its candidate made in the remote,
+    its image (tagged `image_tag`, else the candidate's short sha) pushed to ECR."""
     deploy = Deploy.objects.create(
         application=application,
-        branch="feature/clean-merge",
+        branch=branch,
         requester=user,
         state=State.BUILDING,
         started_at=timezone.now(),
@@ -371,12 +379,11 @@ def ready_to_roll_out(application: Application, user, aws: Aws) -> tuple[Deploy,
         deploy=deploy,
         attempt=1,
         status=BuildStatus.SUCCEEDED,
-        image_tag=candidate_sha[:12],
+        image_tag=image_tag or candidate_sha[:12],
         finished_at=timezone.now(),
     )
     push_image(aws, build.image_tag)
-    deploy = Deploy.objects.select_related("application").get(pk=deploy.pk)
-    return deploy, build
+    return Deploy.objects.select_related("application").get(pk=deploy.pk), build
 
 
 def rollouts_of(deploy_id: int) -> dict:
