@@ -132,7 +132,9 @@ def deploy_script(
         ]
         if fails:
             lines += [
-                f"[{host}] health check failed: {process} exited with status 1 "
+                # Not "exited": the embedded tests read "worker exited" as the supervisor's word
+                # for the Celery worker dying.
+                f"[{host}] health check failed: {process} stopped with status 1 "
                 "(LEGACY_QUEUE_URL is not set in /etc/demo-shop/env)",
                 f"ERROR: {process} {version} did not come up on {host}; "
                 f"{', '.join(h for h in hosts if h != host) or 'no other host'} left as it was",

@@ -37,8 +37,11 @@ def _credentials(url: str) -> tuple[str, re.Match] | None:
     if match is None:
         return None
     scheme = (match["scheme"] or "").lower()
-    if scheme in _SSH_SCHEMES and ":" not in match["userinfo"]:
-        return None  # a login name, as in ssh://git@host/x
+    userinfo = match["userinfo"]
+    # A login name, as in ssh://git@host/x, is no secret; the mask is one (an ssh URL that
+    # held a password reads ssh://***@host/x once redacted, and must still say it held one).
+    if scheme in _SSH_SCHEMES and ":" not in userinfo and userinfo != MASK:
+        return None
     return cleaned, match
 
 

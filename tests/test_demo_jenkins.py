@@ -192,7 +192,7 @@ def test_a_legacy_fails_image_fails_the_job_and_a_release_not_in_ecr_goes_out(
     assert failed["result"] == "FAILURE"
     console = server.get_build_console_output(JOB, failed["number"])
     assert (
-        "[legacy-worker-01] health check failed: demo-shop-worker exited with status 1" in console
+        "[legacy-worker-01] health check failed: demo-shop-worker stopped with status 1" in console
     )
     assert "[legacy-worker-02]" not in console  # it stopped at the first host
     assert console.endswith(

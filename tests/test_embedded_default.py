@@ -431,7 +431,7 @@ def test_a_demo_branch_whose_legacy_job_fails_is_rolled_back_on_both_sides(embed
     # The legacy jobs of the first phase failed on the image; the timeline says so and why.
     (why,) = [e for e in deploy["events"] if e["to"] == State.ROLLING_BACK and e["from"] != e["to"]]
     assert "legacy job legacy-deploy-worker build #" in why["message"], why
-    assert "health check failed: demo-shop-worker exited with status 1" in why["message"], why
+    assert "health check failed: demo-shop-worker stopped with status 1" in why["message"], why
     # Its ECS side went out and was put back too, as were the legacy jobs; the rest untouched.
     ecs = ecs_rollouts(deploy)
     assert {name: (r["phase"], r["status"]) for name, r in ecs.items()} == {

@@ -42,7 +42,8 @@ CONFLICTING_BRANCH = "feature/conflicting-prices"
 FLAKY_FAILURE = "FAIL test_checkout: timed out waiting for the payment stub (flaky)"
 BUILD_STARTS = "== building demo-shop"
 BUILD_PASSES = "== all checks passed"
-DEMO_SERVICES = ("demo-shop-worker", "demo-shop-poller", "demo-shop-static", "demo-shop-web")
+# The demo's services, rollout phase 1 first (mailer, worker, poller), then static, then web.
+DEMO_SERVICES = ("mailer", "worker", "poller", "static", "web")
 
 # Every text a build log of the page shows, as it changes: one sample per change, taken by a
 # MutationObserver from the first byte of each page load (an init script), so a log that grew
@@ -198,13 +199,19 @@ def test_a_rollback_is_explained_on_the_deploy_page(logged_in_page, deploys):
     # The timeline says why: the new image ran out of memory on ECS.
     reasons = page.locator("ol.timeline > li .message").filter(has_text="OutOfMemoryError")
     expect(reasons.first).to_be_visible()
-    # The rollout table shows every service: phase 1 went out and came back, the rest never.
+    # The rollout table shows every service on the sides the migration plan says: rollout
+    # phase 1 (the mailer on ECS, the worker on both, the poller on its legacy job) went out
+    # and came back, the rest never.
     rollout = page.locator("table.rollout")
     expect(rollout).to_be_visible()
     for service in DEMO_SERVICES:
-        expect(rollout).to_contain_text(service)
-    for service in DEMO_SERVICES[:2]:
-        expect(rollout.locator("tr", has_text=service)).to_contain_text("Rolled back")
+        expect(rollout.locator(f'tbody[data-service="{service}"]')).to_be_visible()
+    for service in DEMO_SERVICES[:3]:
+        expect(rollout.locator(f'tbody[data-service="{service}"]')).to_contain_text("Rolled back")
+    worker = rollout.locator('tbody[data-service="worker"]')
+    expect(worker).to_contain_text("both sides")
+    expect(worker).to_contain_text("legacy job legacy-deploy-worker")
+    expect(worker).to_contain_text("demo-shop-worker on demo")
     save_screenshot(page, "deploy.png")
 
 

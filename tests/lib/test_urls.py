@@ -26,6 +26,8 @@ from lib.urls import has_credentials, redact, redact_text
         (" https://to\nken@host/x", "https://***@host/x"),
         ("ssh://git:pw@host/x.git", "ssh://***@host/x.git"),
         ("git+ssh://git:pw@host/x.git", "git+ssh://***@host/x.git"),
+        ("ssh://:@host", "ssh://***@host"),  # an empty password is still one: masked, and
+        # the mask still says so (Hypothesis found that one)
     ],
 )
 def test_credentials_are_found_and_masked(url, shown):
