@@ -55,9 +55,12 @@ def pytest_runtest_makereport(item, call):
     return report
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def embedded(request, tmp_path_factory):
-    """`make run` in a temporary FC_VAR_DIR on a free port: yields an EmbeddedServer."""
+    """`make run` in a temporary FC_VAR_DIR on a free port: yields an EmbeddedServer.
+
+    One for every browser test: starting one costs half a minute, and each test makes the
+    deploys (or the applications) it looks at, never counting what others made."""
     with embedded_for_tests(request, tmp_path_factory, "e2e-var", "a browser test") as server:
         yield server
 
