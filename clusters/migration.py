@@ -145,10 +145,11 @@ def blockers(phase: MigrationPhase, *, forced: bool = False) -> list[str]:
         return [f"phase {phase.position} ({phase.name}) has no services"]
     if to_state == S.DUAL_RUNNING:
         problems = []
+        # Every phase ahead must be cut over; the message names the nearest that is not.
         ahead = (
             MigrationPhase.objects.filter(plan=phase.plan, position__lt=phase.position)
             .exclude(state__in=(S.CUT_OVER, S.DONE))
-            .order_by("position")
+            .order_by("-position")
             .first()
         )
         if ahead is not None and not forced:
@@ -161,7 +162,12 @@ def blockers(phase: MigrationPhase, *, forced: bool = False) -> list[str]:
                 problems.append(f"{service.name} has no ECS placement to run on")
         return problems
     if to_state == S.CUT_OVER:
-        return [
+        problems = [
+            f"{service.name} has no ECS placement to cut over to"
+            for service in services
+            if not any(not is_legacy(p) for p in service.placements.all())
+        ]
+        return problems + [
             f"the ECS side is not proven yet: {proof.shortfall()}"
             for proof in proof_of(phase)
             if not proof.proven

@@ -118,6 +118,19 @@ def test_a_phase_moves_one_step_on_only(world, user, to_state):
         assert f"not to {S(to_state).label.lower()}" in message
 
 
+def test_a_phase_far_down_the_plan_names_the_nearest_phase_in_its_way(world, user):
+    message = refused(world, world.phase(4), S.DUAL_RUNNING, user)
+    assert message.startswith("phase 3 (pollers) is planned: a phase starts dual running")
+
+
+def test_a_service_with_no_ecs_placement_cannot_be_cut_over(user):
+    world = make_world(proof_deploys=0, proof_hours=0)
+    migration.move(world.phase(1), S.DUAL_RUNNING, actor=user, reason="go")
+    world.ecs["cron"].delete()
+    message = refused(world, world.phase(1), S.CUT_OVER, user)
+    assert message == "cron has no ECS placement to cut over to"
+
+
 def test_a_move_needs_a_reason(world, user):
     for reason in ("", "   ", None):
         assert refused(world, world.phase(1), S.DUAL_RUNNING, user, reason=reason) == (
