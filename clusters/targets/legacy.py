@@ -288,6 +288,7 @@ class LegacyTarget:
                     self.jenkins.cancel_queue(run.queue_id)
                     place = self.jenkins.follow_queue(job, run.queue_id)
                 if place.cancelled:
+                    self._finish(run, "CANCELLED")  # Jenkins' word for a left queue item
                     return
                 if place.number is None:
                     raise TargetUnavailable(
@@ -300,6 +301,9 @@ class LegacyTarget:
                 self._finish(run, info["result"])
                 return
             self.jenkins.stop(job, run.build_number)
+        # Recorded as Jenkins will end it (Jenkins aborts on the stop), since nobody watches
+        # this run again: the deploy page and the history would show it running forever.
+        self._finish(run, "ABORTED")
 
     # ------------------------------------------------------------------ watching
 

@@ -539,6 +539,9 @@ def test_a_hung_start_is_stopped_before_the_restore_runs(target, placement, stan
     assert observe_until_done(target, placement, handle, "1.0")[-1].progress is Progress.OUT
     hung, restored = standin.builds(JOB)
     assert hung.result == "ABORTED"
+    # The stopped start's run is over too, as Jenkins ended it: not shown running for ever.
+    stopped = LegacyRun.objects.get(pk=int(started))
+    assert (stopped.result, stopped.finished_at is not None) == ("ABORTED", True)
     assert restored.parameters["VERSION"] == "1.0"
     assert restored.result == "SUCCESS"
     assert target.current(placement) == "1.0"
