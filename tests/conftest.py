@@ -11,6 +11,7 @@ from deploys import dispatch
 from deploys.models import Application
 from devtools.demo import create_demo_remote
 from devtools.ecs_simulator import EcsSimulator
+from tests import docker_engine as engines
 
 # The demo's checks without its pauses: the same scripts, so branches pass, fail and flake.
 FAST_BUILD = "sh -c " + shlex.quote(
@@ -182,3 +183,17 @@ def embedded_default(request, tmp_path_factory):
         extra_env=QUICK_SAFETY_NET,
     ) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def docker_engine():
+    """A real Docker engine (tests/docker_engine.py): DOCKER_HOST's, or a private dockerd for
+    the run. Skipped with the reason where none can be had; in CI that fails instead."""
+    try:
+        engine = engines.engine_from_environment() or engines.start_private_engine()
+    except engines.NoEngine as exc:
+        if engines.must_run_docker_tests():
+            pytest.fail(f"CI must run the Docker tests, but there is no engine: {exc}")
+        pytest.skip(f"no Docker engine, so the Docker tests do not run: {exc}")
+    yield engine
+    engines.stop_private_engine(engine)
