@@ -132,7 +132,21 @@ def stop_private_engine(engine: DockerEngine) -> None:
             engine.process.kill()
             engine.process.wait(timeout=STOP_TIMEOUT)
     if engine.folder is not None:
+        _unmount_under(engine.folder)
         shutil.rmtree(engine.folder, ignore_errors=True)
+
+
+def _unmount_under(folder: Path) -> None:
+    """Unmount what a dockerd that died without cleaning up left mounted in its folder (its
+    network namespace's nsfs, say), deepest first, so the folder can be removed."""
+    try:
+        mounts = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return
+    prefix = f"{folder}/"
+    left = [line.split()[1] for line in mounts if len(line.split()) > 1]
+    for path in sorted((p for p in left if p.startswith(prefix)), key=len, reverse=True):
+        subprocess.run(["umount", path], check=False, capture_output=True)  # noqa: S603, S607
 
 
 def must_run_docker_tests() -> bool:
