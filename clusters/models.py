@@ -6,10 +6,24 @@ from django.db import models
 from django.utils import timezone
 
 
+class ClusterKind(models.TextChoices):
+    ECS = "ecs", "ECS"
+    DOCKER = "docker", "Docker host"
+
+
 class Cluster(models.Model):
+    """Where placements run: an ECS cluster (region, ARN) or a Docker host (its address)."""
+
     name = models.CharField(max_length=200, unique=True)
+    kind = models.CharField(max_length=20, choices=ClusterKind.choices, default=ClusterKind.ECS)
     region = models.CharField(max_length=40, default="us-east-1")
     arn = models.CharField(max_length=300, blank=True)
+    docker_host = models.CharField(
+        max_length=300,
+        blank=True,
+        help_text="A Docker host's engine: unix:///var/run/docker.sock or tcp://host:2376 "
+        "(TLS settings from the environment, never here).",
+    )
 
     class Meta:
         ordering = ["name"]
@@ -60,6 +74,7 @@ class Service(models.Model):
 class PlacementKind(models.TextChoices):
     ECS = "ecs", "ECS"
     LEGACY = "legacy", "Legacy"
+    DOCKER = "docker", "Docker"
 
 
 class Placement(models.Model):
@@ -73,6 +88,12 @@ class Placement(models.Model):
     ecs_service_name = models.CharField(max_length=255, blank=True)
     container_name = models.CharField(max_length=255, blank=True)
     legacy_job = models.CharField(max_length=255, blank=True)
+    docker_config = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="A Docker placement's containers: replicas, command, environment, ports, "
+        "health check, hard memory limit, stop timeout, max surge and min healthy.",
+    )
     legacy_version = models.CharField(
         max_length=200,
         blank=True,
@@ -90,7 +111,11 @@ class Placement(models.Model):
             models.CheckConstraint(
                 condition=~models.Q(kind=PlacementKind.ECS) | models.Q(cluster__isnull=False),
                 name="ecs_placement_has_cluster",
-            )
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(kind=PlacementKind.DOCKER) | models.Q(cluster__isnull=False),
+                name="docker_placement_has_host",
+            ),
         ]
 
     def __str__(self) -> str:
