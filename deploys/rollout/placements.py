@@ -12,6 +12,7 @@ from datetime import timedelta
 
 import requests
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from builds.models import BuildStatus
@@ -62,11 +63,18 @@ def rows_of(deploy: Deploy) -> list[ServiceRollout]:
     if existing or deploy.mode == Mode.RESTORE:
         return existing
     image = image_of(deploy, deploy.builds.filter(status=BuildStatus.SUCCEEDED).last())
-    for placement in rollout_placements(deploy.application):
-        ServiceRollout.objects.get_or_create(
-            deploy=deploy,
-            placement=placement,
-            defaults={"phase": placement.service.phase, "image": image},
+    # All the rows or none, in one transaction: a worker killed half way through making them
+    # must not leave a deploy whose next tick sees some rows, takes them for all, and ships
+    # without the rest (the legacy sides of a dual deploy, made last, say).
+    with transaction.atomic():
+        ServiceRollout.objects.bulk_create(
+            [
+                ServiceRollout(
+                    deploy=deploy, placement=placement, phase=placement.service.phase, image=image
+                )
+                for placement in rollout_placements(deploy.application)
+            ],
+            ignore_conflicts=True,  # another worker made them first: theirs are the same
         )
     return list(deploy.rollouts.select_related("placement__service", "placement__cluster"))
 

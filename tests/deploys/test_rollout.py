@@ -579,3 +579,31 @@ def test_a_failing_health_check_rolls_back(
     assert "the health check of shop-worker on demo answered 503" in why_it_moved(
         deploy, State.ROLLING_BACK
     )
+
+
+def test_a_worker_dying_while_the_rollout_rows_are_made_leaves_none_not_some(
+    shop, user, monkeypatch
+):
+    """All rows or none: a next tick that found some would take them for all and ship without
+    the rest (a pool process killed there once shipped a dual deploy without its legacy side)."""
+    from deploys.rollout import placements as p
+
+    deploy = Deploy.objects.create(
+        application=shop, branch="feature/x", requester=user, state=State.DEPLOYING
+    )
+    real = p.rollout_placements
+
+    def dying(application):
+        for n, placement in enumerate(real(application)):
+            if n == 1:
+                raise SystemExit("the worker died here")
+            yield placement
+
+    monkeypatch.setattr(p, "rollout_placements", dying)
+    with pytest.raises(SystemExit):
+        p.rows_of(deploy)
+    assert ServiceRollout.objects.filter(deploy=deploy).count() == 0
+
+    monkeypatch.setattr(p, "rollout_placements", real)
+    assert len(p.rows_of(deploy)) == len(SERVICES)
+    assert len(p.rows_of(deploy)) == len(SERVICES)  # made once, whoever asks again
