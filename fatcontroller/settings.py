@@ -244,6 +244,14 @@ FC_AWS_MAX_ATTEMPTS = env.int("FC_AWS_MAX_ATTEMPTS", default=8)
 # cluster's stopped tasks are still looked at this often (real ECS throttles ListTasks).
 FC_ECS_STOPPED_TASKS_EVERY = env.float("FC_ECS_STOPPED_TASKS_EVERY", default=10.0)
 
+# Docker hosts (clusters/targets/docker.py): each call's timeout (a graceful stop adds its own
+# stop timeout), and the files of a tcp:// engine's TLS (paths only; the files stay where
+# they are). An engine on tcp:// other than the loopback is refused without them.
+FC_DOCKER_TIMEOUT = env.float("FC_DOCKER_TIMEOUT", default=30.0)
+FC_DOCKER_TLS_CA = env.str("FC_DOCKER_TLS_CA", default="")
+FC_DOCKER_TLS_CERT = env.str("FC_DOCKER_TLS_CERT", default="")
+FC_DOCKER_TLS_KEY = env.str("FC_DOCKER_TLS_KEY", default="")
+
 # Jenkins, for applications whose build backend is Jenkins. Credentials only from here.
 JENKINS_URL = env.str("JENKINS_URL", default="")
 JENKINS_USER = env.str("JENKINS_USER", default="")

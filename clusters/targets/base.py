@@ -96,6 +96,9 @@ class Observation:
     desired: int | None = None
     reason: str = ""
     error: TargetError | None = None
+    # What the target did or saw in this call, for the deploy page: plain dicts, each the
+    # same when seen again (so they can be merged into the ledger's detail without repeats).
+    events: tuple[dict[str, Any], ...] = ()
 
 
 class Target(Protocol):

@@ -1,0 +1,273 @@
+"""A Docker host behind the target interface (clusters/targets/base.py), through the docker SDK.
+
+A placement of kind `docker` runs `replicas` containers of its service's image on its
+cluster's engine (Cluster.docker_host: unix:///var/run/docker.sock, tcp://host:2376), with
+the config of Placement.docker_config (clusters/targets/docker_config.py). A revision is the
+first 12 hex of a sha256 of (image, normalized config): the same image and config are the
+same revision.
+
+Truth comes from the engine, never from memory: every container carries labels
+(org.fatcontroller.application / .service / .placement / .revision / .deploy-start /
+.replica / .batch, and .spec: the image and config it was made from), and is named
+fc-<app>-<service>-<placement>-<revision>-<replica>, so a create retried after a worker died
+meets the one already made (409: it is adopted) and no replica is ever started twice.
+
+start() and restore() write what a restore needs on the ledger first (the old revision's
+image, config and count in detail["before"]), then take the first step of a rolling
+replace; each observe() takes one more step and returns: start the next batch (ECS's
+maximumPercent as max_surge, minimumHealthyPercent as min_healthy), count a container healthy
+when the engine says so (or when it has run for `grace` seconds and has no health check),
+stop old ones (the stop signal, stop_timeout, then the kill) as far as min_healthy allows. A
+new container that exits, is OOM-killed or turns unhealthy fails the placement, its reason
+naming the container with the last lines of its log. What each step did comes back as
+Observation.events ({batch, containers, event, exit_code}), which `record_events` merges
+into a ledger's detail["batches"].
+
+Containers not labelled by Fat Controller are never touched. Images are looked for on the
+host only (client.images.get); pulling from a registry with credentials from the
+environment is not done yet.
+
+Environment (fatcontroller/settings.py): FC_DOCKER_TIMEOUT, each call's timeout; for a tcp://
+engine, FC_DOCKER_TLS_CA, FC_DOCKER_TLS_CERT and FC_DOCKER_TLS_KEY, the paths of its CA
+certificate and of the client's certificate and key (a tcp:// engine off the loopback is
+refused without them). One client per host per thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any
+from urllib.parse import urlparse
+
+import docker
+import docker.errors
+import docker.tls
+import requests
+from django.conf import settings
+
+from .base import Ledger, Observation, Progress, TargetRefused, TargetUnavailable, Watch
+from .docker_config import ConfigError, normalize, revision_of
+from .docker_replace import Step
+from .docker_replicas import PLACEMENT, Replica
+
+# ------------------------------------------------------------------------ the engine
+
+
+@contextlib.contextmanager
+def _engine(host: str, action: str) -> Iterator[None]:
+    """The one place where the SDK's errors become TargetUnavailable or TargetRefused."""
+    try:
+        yield
+    except docker.errors.APIError as exc:
+        status = exc.status_code or 0
+        message = str(exc.explanation or exc)[:300]
+        if status >= 500 or status == 0:
+            raise TargetUnavailable(
+                f"the Docker engine on {host} failed to {action}: {message}"
+            ) from exc
+        raise TargetRefused(f"the Docker engine on {host} refused to {action}: {message}") from exc
+    except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+        raise TargetUnavailable(
+            f"the Docker engine on {host} did not answer while trying to {action}"
+        ) from exc
+    except docker.errors.DockerException as exc:
+        raise TargetUnavailable(f"could not {action} on {host}: {str(exc)[:300]}") from exc
+
+
+_local = threading.local()
+
+
+def client(host: str) -> docker.DockerClient:
+    """This thread's client of the engine (a client's HTTP session is not shared safely)."""
+    clients = _local.__dict__.setdefault("clients", {})
+    if host not in clients:
+        tls = _tls(host)
+        with _engine(host, "connect"):
+            clients[host] = docker.DockerClient(
+                base_url=host, tls=tls, timeout=settings.FC_DOCKER_TIMEOUT
+            )
+    return clients[host]
+
+
+def forget_clients() -> None:
+    for made in _local.__dict__.pop("clients", {}).values():
+        made.close()
+
+
+def _tls(host: str) -> docker.tls.TLSConfig | bool:
+    if not host.startswith("tcp://"):
+        return False
+    ca, cert, key = (
+        settings.FC_DOCKER_TLS_CA,
+        settings.FC_DOCKER_TLS_CERT,
+        settings.FC_DOCKER_TLS_KEY,
+    )
+    if ca or cert or key:
+        return docker.tls.TLSConfig(
+            client_cert=(cert, key) if cert and key else None,
+            ca_cert=ca or None,
+            verify=ca or True,
+        )
+    if urlparse(host).hostname in ("127.0.0.1", "localhost", "::1"):
+        return False
+    raise TargetRefused(
+        f"{host} is a tcp:// engine and there are no TLS settings: set FC_DOCKER_TLS_CA, "
+        "FC_DOCKER_TLS_CERT and FC_DOCKER_TLS_KEY"
+    )
+
+
+def spec_of(placement, image: str) -> dict[str, Any]:
+    """(image, normalized config) of the placement: TargetRefused when it cannot run."""
+    try:
+        config = normalize(placement.docker_config, container=who(placement))
+    except ConfigError as exc:
+        raise TargetRefused(f"{exc}; nothing was changed") from exc
+    return {"image": image, "config": config}
+
+
+def who(placement) -> str:
+    return f"{placement.service.application.slug}/{placement.service.name}"
+
+
+def record_events(ledger: Ledger, events: Sequence[dict[str, Any]]) -> None:
+    """Merge events into the ledger's detail["batches"], each once, in the order first seen."""
+    batches = list(ledger.detail.get("batches", []))
+    new = [e for e in events if e not in batches]
+    if new:
+        ledger.write(detail={**ledger.detail, "batches": batches + new})
+
+
+class DockerTarget:
+    """One Docker engine, as a rollout target."""
+
+    start_word = "replace"
+    instance_word = "container"
+
+    def __init__(self, host: str):
+        self.host = host
+
+    @property
+    def client(self) -> docker.DockerClient:
+        return client(self.host)
+
+    def engine(self, action: str):
+        return _engine(self.host, action)
+
+    # -------------------------------------------------------------- the interface
+
+    def name(self, placement) -> str:
+        return f"{placement.service.name} on {placement.cluster.name}"
+
+    def label(self, revision: str) -> str:
+        return revision[:12] if revision else "nothing"
+
+    def current(self, placement) -> str:
+        running = [r for r in self.replicas(placement) if r.status == "running"]
+        if not running:
+            return ""
+        counted: dict[str, int] = {}
+        for replica in running:
+            counted[replica.revision] = counted.get(replica.revision, 0) + 1
+        return max(counted, key=lambda revision: counted[revision])
+
+    def start(self, placement, image: str, ledger: Ledger) -> str:
+        spec = spec_of(placement, image)  # refused before anything changes
+        if not self.image_exists(image):
+            raise TargetRefused(
+                f"the image {image} is not on {placement.cluster.name}; nothing was changed"
+            )
+        if "before" not in ledger.detail:
+            # Written before anything changes: it is what a restore puts back.
+            before = self.current(placement)
+            ledger.write(
+                revision_before=before,
+                detail={**ledger.detail, "before": self._before(placement, before)},
+            )
+        revision = revision_of(spec["image"], spec["config"])
+        if ledger.revision_made != revision:
+            ledger.write(revision_made=revision)
+        handle = f"replace-{revision}"
+        seen = Step(self, placement, revision, handle, spec).take()
+        record_events(ledger, seen.events)
+        ledger.write(start_handle=handle)
+        return handle
+
+    def restore(self, placement, revision: str, ledger: Ledger) -> str:
+        before = ledger.detail.get("before") or {}
+        if before.get("revision", "") == revision and before.get("image"):
+            spec: dict[str, Any] | None = {"image": before["image"], "config": before["config"]}
+        else:
+            spec = next(
+                (r.spec for r in self.replicas(placement) if r.revision == revision and r.spec),
+                None,
+            )
+        if revision and spec is None:
+            raise TargetRefused(
+                f"nothing recorded of revision {revision} of {self.name(placement)}: "
+                "its image and config are not known, so it cannot be brought back"
+            )
+        handle = f"restore-{revision or 'nothing'}"
+        seen = Step(self, placement, revision, handle, spec).take()
+        record_events(ledger, seen.events)
+        ledger.write(restore_handle=handle)
+        return handle
+
+    def observe(self, watches: Sequence[Watch]) -> list[Observation]:
+        answers = []
+        for watch in watches:
+            try:
+                answers.append(
+                    Step(self, watch.placement, watch.revision, watch.handle, None).take()
+                )
+            except (TargetRefused, TargetUnavailable) as exc:
+                answers.append(Observation(Progress.PROGRESSING, error=exc))
+        return answers
+
+    def image_exists(self, image: str) -> bool:
+        with self.engine(f"look up the image {image}"):
+            try:
+                self.client.images.get(image)
+            except docker.errors.ImageNotFound:
+                return False
+        return True
+
+    # ---------------------------------------------------------------------- reading
+
+    def replicas(self, placement) -> list[Replica]:
+        """The placement's labelled containers, whatever their state."""
+        with self.engine(f"list the containers of {self.name(placement)}"):
+            found = self.client.containers.list(
+                all=True, filters={"label": f"{PLACEMENT}={placement.pk}"}, ignore_removed=True
+            )
+        return [Replica(c) for c in found]
+
+    def _before(self, placement, revision: str) -> dict[str, Any]:
+        """What a restore brings back: the revision's image, config and count."""
+        if not revision:
+            return {"revision": "", "image": "", "config": None, "replicas": 0}
+        mine = [r for r in self.replicas(placement) if r.revision == revision]
+        spec = next((r.spec for r in mine if r.spec), None) or {}
+        config = spec.get("config")
+        return {
+            "revision": revision,
+            "image": spec.get("image", ""),
+            "config": config,
+            "replicas": (config or {}).get("replicas", len(mine)),
+            "running": sum(r.status == "running" for r in mine),
+        }
+
+
+@functools.cache
+def _target(host: str) -> DockerTarget:
+    return DockerTarget(host)
+
+
+def target_for(placement) -> DockerTarget:
+    """The target of a Docker placement: its cluster's engine (one object per host)."""
+    host = placement.cluster.docker_host
+    if not host:
+        raise TargetRefused(f"the cluster {placement.cluster.name} has no Docker host address")
+    return _target(host)
