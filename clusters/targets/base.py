@@ -98,7 +98,16 @@ class Observation:
     error: TargetError | None = None
     # What the target did or saw in this call, for the deploy page: plain dicts, each the
     # same when seen again (so they can be merged into the ledger's detail without repeats).
+    # The rollout engine keeps them with record_events.
     events: tuple[dict[str, Any], ...] = ()
+
+
+def record_events(ledger: Ledger, events: Sequence[dict[str, Any]]) -> None:
+    """Merge events into the ledger's detail["events"], each once, in the order first seen."""
+    kept = list(ledger.detail.get("events", []))
+    new = [e for e in events if e not in kept]
+    if new:
+        ledger.write(detail={**ledger.detail, "events": kept + new})
 
 
 class Target(Protocol):

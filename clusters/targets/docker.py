@@ -21,7 +21,7 @@ stop old ones (the stop signal, stop_timeout, then the kill) as far as min_healt
 new container that exits, is OOM-killed or turns unhealthy fails the placement, its reason
 naming the container with the last lines of its log. What each step did comes back as
 Observation.events ({batch, containers, event, exit_code}), which `record_events` merges
-into a ledger's detail["batches"].
+into a ledger's detail["events"] (base.record_events; the rollout engine does it too).
 
 Containers not labelled by Fat Controller are never touched. Images are looked for on the
 host only (client.images.get); pulling from a registry with credentials from the
@@ -48,7 +48,15 @@ import docker.tls
 import requests
 from django.conf import settings
 
-from .base import Ledger, Observation, Progress, TargetRefused, TargetUnavailable, Watch
+from .base import (
+    Ledger,
+    Observation,
+    Progress,
+    TargetRefused,
+    TargetUnavailable,
+    Watch,
+    record_events,
+)
 from .docker_config import ConfigError, normalize, revision_of
 from .docker_replace import Step
 from .docker_replicas import PLACEMENT, Replica
@@ -130,14 +138,6 @@ def spec_of(placement, image: str) -> dict[str, Any]:
 
 def who(placement) -> str:
     return f"{placement.service.application.slug}/{placement.service.name}"
-
-
-def record_events(ledger: Ledger, events: Sequence[dict[str, Any]]) -> None:
-    """Merge events into the ledger's detail["batches"], each once, in the order first seen."""
-    batches = list(ledger.detail.get("batches", []))
-    new = [e for e in events if e not in batches]
-    if new:
-        ledger.write(detail={**ledger.detail, "batches": batches + new})
 
 
 class DockerTarget:

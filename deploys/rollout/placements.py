@@ -25,6 +25,7 @@ from clusters.targets.base import (
     TargetError,
     TargetUnavailable,
     Watch,
+    record_events,
 )
 
 from ..models import Deploy, RolloutStatus, ServiceRollout
@@ -152,7 +153,10 @@ def observe(
             answers = target.observe(watches)
         except TargetError as exc:
             answers = [Observation(Progress.PROGRESSING, error=exc) for _ in rows]
-        seen.update((r.pk, answer) for r, answer in zip(rows, answers, strict=True))
+        for row, answer in zip(rows, answers, strict=True):
+            if answer.events:
+                record_events(row, answer.events)  # what the deploy page shows per batch
+            seen[row.pk] = answer
     return seen
 
 

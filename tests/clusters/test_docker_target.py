@@ -13,7 +13,7 @@ import pytest
 from clusters.models import Cluster, ClusterKind, Placement, PlacementKind, ProcessType, Service
 from clusters.targets import docker as docker_target
 from clusters.targets import target_for
-from clusters.targets.base import Progress, TargetRefused, Watch
+from clusters.targets.base import Progress, TargetRefused, Watch, record_events
 from clusters.targets.docker_config import normalize
 from clusters.targets.docker_replace import Step
 from clusters.targets.docker_replicas import PLACEMENT, REPLICA, REVISION, SPEC
@@ -119,7 +119,7 @@ def drive(target, watch: Watch, ledger: Ledger, timeout: float = 45.0, check=Non
     while True:
         (seen,) = target.observe([watch])
         assert seen.error is None, seen.error
-        docker_target.record_events(ledger, seen.events)
+        record_events(ledger, seen.events)
         if check:
             check()
         if seen.progress is not Progress.PROGRESSING:
@@ -173,7 +173,7 @@ def test_three_replicas_are_replaced_by_healthy_ones_of_the_new_revision(engine,
     before = ledger.detail["before"]
     assert (before["image"], before["replicas"]) == (image, 3)
     assert before["config"] == normalize(web("1"), container="shop/web")
-    events = {e["event"] for e in ledger.detail["batches"]}
+    events = {e["event"] for e in ledger.detail["events"]}
     assert {"started", "healthy", "replaced"} <= events
     assert target.name(placement) == "web on docker-host-1"
     assert target.label(ledger.revision_made) == ledger.revision_made[:12]
@@ -219,7 +219,7 @@ def test_a_new_revision_that_fails_is_failed_with_its_reason_and_the_old_one_res
     assert "fc-shop-web-" in seen.reason
     for said in words:
         assert said in seen.reason
-    assert event in {e["event"] for e in ledger.detail["batches"]}
+    assert event in {e["event"] for e in ledger.detail["events"]}
 
     back = restore(placement, ledger)
 
