@@ -3,6 +3,7 @@
 and exported so that loading the export changes nothing."""
 
 import pytest
+import yaml
 
 from appconfig.apply import apply_app_config
 from appconfig.errors import ConfigError
@@ -10,7 +11,7 @@ from appconfig.export import export_app_config
 from appconfig.parse import parse_app_config
 from clusters.models import Cluster, ClusterKind, Placement, PlacementKind, Service
 from deploys.models import Application
-from tests.appconfig.files import changed, errors_of
+from tests.appconfig.files import ROOT, changed, errors_of
 
 WEB_ON_BOX = {
     "docker": "box-1",
@@ -290,3 +291,18 @@ def test_an_unused_ecs_cluster_can_become_a_docker_host(application):
     assert "cluster box-1: kind ecs -> docker; docker_host '' -> 'tcp://box:2376'" in report.updated
     cluster = Cluster.objects.get(name="box-1")
     assert (cluster.kind, cluster.docker_host) == ("docker", "tcp://box:2376")
+
+
+def test_the_documented_docker_placement_parses():
+    docs = (ROOT / "docs" / "app-config.md").read_text()
+    section = docs.split("#### Docker placements", 1)[1]
+    block = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    placements = yaml.safe_load("placements:\n" + block)["placements"]
+
+    def change(data):
+        data["clusters"]["box-1"] = {"docker_host": "unix:///var/run/docker.sock"}
+        data["services"][1]["placements"] = placements
+
+    [placement] = parse_app_config(changed(change)).services[1].placements
+    assert placement.docker_config["replicas"] == 2
+    assert placement.docker_config["health_check"]["start_period"] == 5
