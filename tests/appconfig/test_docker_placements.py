@@ -2,6 +2,8 @@
 (durations in seconds, defaults filled in), refused with the path of each problem, applied,
 and exported so that loading the export changes nothing."""
 
+import textwrap
+
 import pytest
 import yaml
 
@@ -297,7 +299,7 @@ def test_the_documented_docker_placement_parses():
     docs = (ROOT / "docs" / "app-config.md").read_text()
     section = docs.split("#### Docker placements", 1)[1]
     block = section.split("```yaml\n", 1)[1].split("```", 1)[0]
-    placements = yaml.safe_load("placements:\n" + block)["placements"]
+    placements = yaml.safe_load(textwrap.dedent(block))["placements"]
 
     def change(data):
         data["clusters"]["box-1"] = {"docker_host": "unix:///var/run/docker.sock"}
