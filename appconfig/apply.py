@@ -21,13 +21,21 @@ from typing import Any
 from django.db import transaction
 from django.db.models import Count, ProtectedError
 
-from clusters.models import Cluster, Placement, PlacementKind, Service
+from clusters.models import Cluster, ClusterKind, Placement, PlacementKind, Service
 from clusters.placement_guard import uses_of
 from deploys.models import Application
+from lib.urls import has_credentials
 
 from .errors import ConfigError
 from .migration_plan import MigrationChange
-from .schema import APPLICATION_FIELDS, AppConfig, PlacementConfig, ServiceConfig, format_duration
+from .schema import (
+    APPLICATION_FIELDS,
+    DOCKER_DURATIONS,
+    AppConfig,
+    PlacementConfig,
+    ServiceConfig,
+    format_duration,
+)
 
 
 @dataclass
@@ -77,6 +85,8 @@ def _show(kind: str, value: Any) -> str:
 def _describe_placement(placement: Placement) -> str:
     if placement.kind == PlacementKind.LEGACY:
         where = f"legacy job {placement.legacy_job or '(none)'}"
+    elif placement.kind == PlacementKind.DOCKER:
+        where = f"docker host {placement.cluster.name if placement.cluster_id else '(none)'}"
     else:
         cluster = placement.cluster.name if placement.cluster_id else "(no cluster)"
         where = f"{cluster}/{placement.ecs_service_name or '(no ECS service)'}"
@@ -89,12 +99,16 @@ def _placement_key(placement: Placement) -> tuple | None:
         return ("ecs", placement.cluster.name, placement.ecs_service_name)
     if placement.kind == PlacementKind.LEGACY and placement.legacy_job:
         return ("legacy", placement.service.name, placement.legacy_job)
+    if placement.kind == PlacementKind.DOCKER and placement.cluster_id:
+        return ("docker", placement.service.name, placement.cluster.name)
     return None
 
 
 def _config_key(service: ServiceConfig, placement: PlacementConfig) -> tuple:
     if placement.kind == PlacementKind.ECS:
         return ("ecs", placement.cluster, placement.ecs_service)
+    if placement.kind == PlacementKind.DOCKER:
+        return ("docker", service.name, placement.cluster)
     return ("legacy", service.name, placement.legacy_job)
 
 
@@ -256,18 +270,31 @@ def _apply_clusters(config: AppConfig, application: Application, report) -> dict
         c.name: c for c in Cluster.objects.select_for_update().filter(name__in=config.clusters)
     }
     for name, wanted in config.clusters.items():
+        if wanted.docker_host and has_credentials(wanted.docker_host):
+            raise ConfigError(
+                [f"clusters.{name}.docker_host: must not carry credentials (TLS comes from the "
+                 "environment)"]
+            )  # fmt: skip
         cluster = existing.get(name)
         if cluster is None:
-            cluster = Cluster(name=name)
+            cluster = Cluster(name=name, kind=wanted.kind, docker_host=wanted.docker_host or "")
             for attribute in ("region", "arn"):
                 if getattr(wanted, attribute) is not None:
                     setattr(cluster, attribute, getattr(wanted, attribute))
             cluster.save()
             existing[name] = cluster
-            report.created.append(f"cluster {name} ({cluster.region})")
+            where = f"docker host {cluster.docker_host}" if wanted.docker_host else cluster.region
+            report.created.append(f"cluster {name} ({where})")
             continue
         changes = []
-        for attribute in ("region", "arn"):
+        if cluster.kind != wanted.kind:
+            _refuse_kind_change(cluster, wanted, application)
+            changes.append(("kind", f"kind {cluster.kind} -> {wanted.kind}"))
+            cluster.kind = wanted.kind
+            if not wanted.docker_host and cluster.docker_host:
+                changes.append(("docker_host", f"docker_host {cluster.docker_host!r} -> ''"))
+                cluster.docker_host = ""
+        for attribute in ("region", "arn", "docker_host"):
             value = getattr(wanted, attribute)
             if value is not None and getattr(cluster, attribute) != value:
                 changes.append(
@@ -288,6 +315,29 @@ def _apply_clusters(config: AppConfig, application: Application, report) -> dict
                 f"cluster {name}: " + "; ".join(text for _, text in changes) + shared
             )
     return existing
+
+
+_KIND_WORDS = {ClusterKind.ECS: "an ECS cluster", ClusterKind.DOCKER: "a Docker host"}
+
+
+def _refuse_kind_change(cluster: Cluster, wanted, application: Application) -> None:
+    """A cluster other applications place services on keeps its kind: their placements
+    would point at an ECS cluster that had become a Docker host, or the other way round."""
+    others = sorted(
+        set(
+            Placement.objects.filter(cluster=cluster)
+            .exclude(service__application=application)
+            .values_list("service__application__slug", flat=True)
+        )
+    )
+    if others:
+        raise ConfigError(
+            [
+                f"clusters.{cluster.name}: is {_KIND_WORDS[cluster.kind]} that "
+                f"{', '.join(others)} also place services on, so it cannot become "
+                f"{_KIND_WORDS[wanted.kind]}: give the new one another name"
+            ]
+        )
 
 
 def _apply_service(application, wanted: ServiceConfig, services: dict, report) -> None:
@@ -321,11 +371,12 @@ def _apply_placement(service, wanted: PlacementConfig, placement, clusters, repo
     fields = {
         "service": service,
         "kind": wanted.kind,
-        "cluster": clusters[wanted.cluster] if wanted.kind == PlacementKind.ECS else None,
+        "cluster": clusters[wanted.cluster] if wanted.kind != PlacementKind.LEGACY else None,
         "ecs_service_name": wanted.ecs_service,
         "container_name": wanted.container,
         "legacy_job": wanted.legacy_job,
         "legacy_version": wanted.legacy_version,
+        "docker_config": wanted.docker_config if wanted.kind == PlacementKind.DOCKER else {},
     }
     if placement is None:
         placement = Placement.objects.create(**fields)
@@ -334,7 +385,10 @@ def _apply_placement(service, wanted: PlacementConfig, placement, clusters, repo
     changes = []
     for name, value in fields.items():
         old = getattr(placement, name)
-        if old != value:
+        if old != value and name == "docker_config":
+            changes.append((name, _docker_config_changes(old, value)))
+            setattr(placement, name, value)
+        elif old != value:
             shown_old = old.name if hasattr(old, "name") else _show("", old)
             shown_new = value.name if hasattr(value, "name") else _show("", value)
             changes.append((name, f"{name} {shown_old} -> {shown_new}"))
@@ -344,3 +398,19 @@ def _apply_placement(service, wanted: PlacementConfig, placement, clusters, repo
         report.updated.append(
             f"placement {_describe_placement(placement)}: " + "; ".join(t for _, t in changes)
         )
+
+
+def _docker_config_changes(old: dict, new: dict) -> str:
+    """What changed in a Docker placement's config, key by key, as the file writes them."""
+    changes = []
+    for key in sorted(set(old) | set(new)):
+        if old.get(key) != new.get(key):
+            before = _show_docker(key, old.get(key))
+            changes.append(f"{key} {before} -> {_show_docker(key, new.get(key))}")
+    return "; ".join(changes)
+
+
+def _show_docker(key: str, value: Any) -> str:
+    if key in DOCKER_DURATIONS and isinstance(value, int):
+        return format_duration(value)
+    return _show("", value)

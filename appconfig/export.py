@@ -13,10 +13,17 @@ from typing import Any
 
 import yaml
 
-from clusters.models import MigrationPlan, Placement, PlacementKind
+from clusters.models import ClusterKind, MigrationPlan, Placement, PlacementKind
 from deploys.models import Application
 
-from .schema import APPLICATION_FIELDS, format_duration
+from .schema import (
+    APPLICATION_FIELDS,
+    DOCKER_CONFIG_KEYS,
+    DOCKER_DEFAULTS,
+    DOCKER_DURATIONS,
+    HEALTH_CHECK_DURATIONS,
+    format_duration,
+)
 
 
 def export_app_config_data(application: Application) -> dict:
@@ -40,7 +47,10 @@ def export_app_config_data(application: Application) -> dict:
         placements[placement.service_id].append(placement)
     clusters = {p.cluster for group in placements.values() for p in group if p.cluster_id}
     data["clusters"] = {
-        c.name: {"region": c.region, "arn": c.arn} for c in sorted(clusters, key=lambda c: c.name)
+        c.name: {"docker_host": c.docker_host}
+        if c.kind == ClusterKind.DOCKER
+        else {"region": c.region, "arn": c.arn}
+        for c in sorted(clusters, key=lambda c: c.name)
     }
     data["services"] = []
     for service in application.services.order_by("phase", "name"):
@@ -77,11 +87,32 @@ def _export_placement(placement: Placement) -> dict:
         if placement.legacy_version:
             item["legacy_version"] = placement.legacy_version
         return item
+    if placement.kind == PlacementKind.DOCKER:
+        return _export_docker_placement(placement)
     item = {}
     if placement.cluster_id:
         item["cluster"] = placement.cluster.name
     item["ecs_service"] = placement.ecs_service_name
     item["container"] = placement.container_name
+    return item
+
+
+def _export_docker_placement(placement: Placement) -> dict:
+    """The host and the config's keys that differ from their defaults, durations written."""
+    item: dict[str, Any] = {"docker": placement.cluster.name}
+    config = placement.docker_config
+    for key in DOCKER_CONFIG_KEYS:
+        if key not in config or (key != "memory" and config[key] == DOCKER_DEFAULTS.get(key)):
+            continue
+        value = config[key]
+        if key in DOCKER_DURATIONS:
+            value = format_duration(value)
+        elif key == "health_check" and value:
+            value = {
+                name: format_duration(part) if name in HEALTH_CHECK_DURATIONS else part
+                for name, part in value.items()
+            }
+        item[key] = value
     return item
 
 

@@ -18,7 +18,15 @@ from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
 
 from builds.local import split_command
-from clusters.models import MigrationPhase, Placement, PlacementKind, ProcessType, Service
+from clusters.models import (
+    Cluster,
+    ClusterKind,
+    MigrationPhase,
+    Placement,
+    PlacementKind,
+    ProcessType,
+    Service,
+)
 from deploys.models import Application
 from lib.git import InvalidBranchName, validate_branch_name
 from lib.urls import has_credentials
@@ -30,8 +38,13 @@ from .schema import (
     BACKENDS,
     BUILD_KEYS,
     CLUSTER_KEYS,
+    DOCKER_CONFIG_KEYS,
+    DOCKER_DEFAULTS,
     ECS_PLACEMENT_KEYS,
     FRONT_TYPES,
+    HEALTH_CHECK_DEFAULTS,
+    HEALTH_CHECK_KEYS,
+    LEGACY_PLACEMENT_KEYS,
     MAX_INTEGER,
     MIGRATION_KEYS,
     MIGRATION_PHASE_KEYS,
@@ -53,6 +66,13 @@ from .schema import (
 _REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d+")
 _CLUSTER_ARN = re.compile(r"arn:aws[a-z-]*:ecs:([a-z0-9-]+):\d{12}:cluster/[A-Za-z0-9_-]+")
 _SLUG = re.compile(r"[-a-zA-Z0-9_]+")
+_DOCKER_HOST = re.compile(r"unix:///\S+|tcp://[A-Za-z0-9.:\[\]-]+:\d{1,5}")
+_MEMORY = re.compile(r"(\d+)([bkmg])", re.IGNORECASE)
+_MEMORY_UNITS = {"b": 1, "k": 2**10, "m": 2**20, "g": 2**30}
+_MIN_MEMORY = 6 * 2**20  # the engine refuses a smaller limit
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_PORT = re.compile(r"(\d{1,5})(/(tcp|udp))?")
+_HEALTH_TEST_KINDS = ("CMD", "CMD-SHELL", "NONE")
 # Said, never the URL itself, when a URL in the file carries credentials (lib.urls' rule).
 _CREDENTIALS = "must not carry credentials (a user, token or password before the host)"
 
@@ -130,6 +150,7 @@ class _Parser:
         self.errors: list[str] = []
         self.warnings: list[str] = []
         self.declared_clusters: set = set()  # every cluster named, even one with a bad value
+        self.cluster_kinds: dict[str, str] = {}  # the kind of each cluster that parsed
 
     def error(self, path: str, message: str) -> None:
         self.errors.append(f"{path}: {message}" if path else message)
@@ -265,6 +286,8 @@ class _Parser:
         known = self.mapping(value, path, CLUSTER_KEYS)
         if known is None:
             return None
+        if "docker_host" in known:
+            return self.docker_host(name, known, path)
         region = arn = None
         if "region" in known:
             region = self.text(known["region"], _join(path, "region"), max_length=40)
@@ -283,9 +306,42 @@ class _Parser:
                 )
         return ClusterConfig(name=name, region=region, arn=arn)
 
+    def docker_host(self, name, known, path) -> ClusterConfig | None:
+        """A Docker host: its engine's address only; TLS settings come from the environment."""
+        others = [key for key in ("region", "arn") if key in known]
+        if others:
+            self.error(path, f"a Docker host takes only docker_host, not {', '.join(others)}")
+        key_path = _join(path, "docker_host")
+        max_length = Cluster._meta.get_field("docker_host").max_length
+        host = self.text(known["docker_host"], key_path, max_length=max_length)
+        if host is None:
+            return None
+        if has_credentials(host):
+            self.error(
+                key_path,
+                f"{_CREDENTIALS}: TLS certificates come from the environment "
+                "(DOCKER_CERT_PATH, DOCKER_TLS_VERIFY)",
+            )
+            return None
+        if not _DOCKER_HOST.fullmatch(host):
+            self.error(
+                key_path,
+                f"{host!r} is not a Docker engine's address: write unix:///path/to/docker.sock "
+                "or tcp://host:port",
+            )
+            return None
+        return None if others else ClusterConfig(name=name, docker_host=host)
+
     def placement(self, value, path) -> PlacementConfig | None:
         known = self.mapping(value, path, PLACEMENT_KEYS)
         if known is None:
+            return None
+        if "docker" in known:
+            return self.docker_placement(known, path)
+        stray = [key for key in DOCKER_CONFIG_KEYS if key in known]
+        if stray:
+            for key in stray:
+                self.error(_join(path, key), "is for a Docker placement: give it beside docker")
             return None
         if "legacy_job" in known:
             others = [key for key in ECS_PLACEMENT_KEYS if key in known]
@@ -342,6 +398,13 @@ class _Parser:
                     f"no cluster {cluster!r} under clusters" + _did_you_mean(cluster, names),
                 )
                 cluster = None
+            elif self.cluster_kinds.get(cluster) == ClusterKind.DOCKER:
+                self.error(
+                    _join(path, "cluster"),
+                    f"{cluster!r} is a Docker host (it has a docker_host): an ECS placement "
+                    "names an ECS cluster (write docker: for a Docker placement)",
+                )
+                cluster = None
         if "ecs_service" in known:
             ecs_service = self.text(
                 known["ecs_service"], _join(path, "ecs_service"), max_length=255
@@ -356,6 +419,174 @@ class _Parser:
             ecs_service=ecs_service,
             container=container,
         )
+
+    def docker_placement(self, known, path) -> PlacementConfig | None:
+        """A service's containers on a Docker host, with every key of its config filled in."""
+        ok = True
+        others = [key for key in ECS_PLACEMENT_KEYS + LEGACY_PLACEMENT_KEYS if key in known]
+        if others:
+            self.error(
+                path,
+                "a Docker placement takes docker and its containers' settings, "
+                f"not {', '.join(others)}",
+            )
+            ok = False
+        host = self.text(known["docker"], _join(path, "docker"), max_length=200)
+        if host is not None and host not in self.declared_clusters:
+            names = [c for c in self.declared_clusters if isinstance(c, str)]
+            self.error(
+                _join(path, "docker"),
+                f"no Docker host {host!r} under clusters" + _did_you_mean(host, names),
+            )
+            host = None
+        elif (
+            host is not None
+            and self.cluster_kinds.get(host, ClusterKind.DOCKER) != ClusterKind.DOCKER
+        ):
+            self.error(
+                _join(path, "docker"),
+                f"{host!r} is an ECS cluster: a Docker placement names a Docker host "
+                "(a cluster with a docker_host)",
+            )
+            host = None
+        config = dict(DOCKER_DEFAULTS)
+        if "memory" not in known:
+            self.error(
+                _join(path, "memory"),
+                "a Docker placement needs a hard memory limit (like 64m): without one a single "
+                "container can take the host down",
+            )
+            ok = False
+        for key in DOCKER_CONFIG_KEYS:
+            if key in known:
+                value = self.docker_value(key, known[key], _join(path, key))
+                if value is None:
+                    ok = False
+                else:
+                    config[key] = value
+        if ok and config["max_surge"] == 0 and config["min_healthy"] == 100:
+            self.error(
+                path,
+                "max_surge 0 and min_healthy 100 leave a rollout no room: it may neither start "
+                "a new container first nor stop an old one",
+            )
+            ok = False
+        if not ok or host is None:
+            return None
+        return PlacementConfig(kind=PlacementKind.DOCKER.value, cluster=host, docker_config=config)
+
+    def docker_value(self, key, value, path):
+        """One key of a Docker placement's config, as stored; None (and an error) if bad."""
+        if key == "replicas":
+            return self.integer(value, path, minimum=1)
+        if key in ("max_surge", "min_healthy"):
+            percent = self.integer(value, path, minimum=0)
+            if percent is not None and percent > 100:
+                self.error(path, f"is a percent of replicas, from 0 to 100, not {percent}")
+                return None
+            return percent
+        if key in ("stop_timeout", "grace"):
+            return self.duration(value, path)
+        if key == "memory":
+            return self.memory(value, path)
+        if key == "command":
+            return self.string_list(value, path, "the command to run, as a list of arguments")
+        if key == "env":
+            return self.environment(value, path)
+        if key == "ports":
+            return self.ports(value, path)
+        if key == "health_check":
+            return self.health_check(value, path)
+        raise AssertionError(key)
+
+    def memory(self, value, path) -> str | None:
+        match = _MEMORY.fullmatch(value.strip()) if isinstance(value, str) else None
+        if match is None:
+            self.error(
+                path,
+                f"{_describe_value(value)} is not a memory size: write a whole number with its "
+                "unit, b, k, m or g (like 64m)",
+            )
+            return None
+        number, unit = int(match.group(1)), match.group(2).lower()
+        if number * _MEMORY_UNITS[unit] < _MIN_MEMORY:
+            self.error(path, f"must be at least 6m (the engine's smallest limit), not {value}")
+            return None
+        return f"{number}{unit}"
+
+    def string_list(self, value, path, what) -> list[str] | None:
+        if (
+            not isinstance(value, list)
+            or not value
+            or not all(isinstance(item, str) and item for item in value)
+        ):
+            self.error(
+                path, f"must be {what}: a list of non-empty strings, not {_describe_value(value)}"
+            )
+            return None
+        return list(value)
+
+    def environment(self, value, path) -> dict[str, str] | None:
+        if not isinstance(value, dict):
+            self.error(path, f"must be a mapping of names to values, not {_describe_value(value)}")
+            return None
+        environment = {}
+        for name, item in value.items():
+            item_path = _join(path, str(name))
+            if not isinstance(name, str) or not _ENV_NAME.fullmatch(name):
+                self.error(item_path, "is not an environment variable's name")
+            elif isinstance(item, bool) or not isinstance(item, str | int):
+                self.error(
+                    item_path, f"must be a string or a whole number, not {_describe_value(item)}"
+                )
+            else:
+                environment[name] = str(item)
+        return environment if len(environment) == len(value) else None
+
+    def ports(self, value, path) -> list[str] | None:
+        if not isinstance(value, list):
+            self.error(path, f"must be a list of ports, not {_describe_value(value)}")
+            return None
+        ports = []
+        for n, item in enumerate(value):
+            text = str(item) if isinstance(item, int) and not isinstance(item, bool) else item
+            match = _PORT.fullmatch(text) if isinstance(text, str) else None
+            if match is None or not 1 <= int(match.group(1)) <= 65535:
+                self.error(
+                    f"{path}[{n}]",
+                    f"{_describe_value(item)} is not a port: write 8080 or 8080/udp",
+                )
+            else:
+                ports.append(text)
+        return ports if len(ports) == len(value) else None
+
+    def health_check(self, value, path) -> dict | None:
+        known = self.mapping(value, path, HEALTH_CHECK_KEYS, required=("test",))
+        if known is None or "test" not in known:
+            return None
+        check = {"test": None, **HEALTH_CHECK_DEFAULTS}
+        ok = True
+        test = self.string_list(known["test"], _join(path, "test"), "the check's command")
+        if test is not None and test[0] not in _HEALTH_TEST_KINDS:
+            self.error(
+                _join(path, "test"),
+                f"starts with {', '.join(_HEALTH_TEST_KINDS)}, not {test[0]!r} "
+                '(like ["CMD", "wget", "-q", "-O", "-", "http://127.0.0.1:8080/"])',
+            )
+            test = None
+        check["test"] = test
+        ok = test is not None
+        for key in ("interval", "timeout", "start_period"):
+            if key in known:
+                seconds = self.duration(
+                    known[key], _join(path, key), positive=key != "start_period"
+                )
+                ok = ok and seconds is not None
+                check[key] = seconds
+        if "retries" in known:
+            check["retries"] = self.integer(known["retries"], _join(path, "retries"), minimum=1)
+            ok = ok and check["retries"] is not None
+        return check if ok else None
 
     def service(self, value, path) -> ServiceConfig | None:
         known = self.mapping(value, path, SERVICE_KEYS, required=("name", "process_type"))
@@ -565,6 +796,7 @@ def parse_app_config(text: str) -> AppConfig:
         cluster = parser.cluster(name, value, path)
         if cluster is not None:
             clusters[name] = cluster
+            parser.cluster_kinds[name] = cluster.kind
 
     services: list[ServiceConfig] = []
     raw_services = top.get("services", [])
@@ -588,6 +820,7 @@ def parse_app_config(text: str) -> AppConfig:
             )
         names.setdefault(service.name, n)
         jobs: dict[str, str] = {}
+        hosts: dict[str, str] = {}
         for m, placement in enumerate(service.placements):
             path = f"services[{n}].placements[{m}]"
             if placement.kind == PlacementKind.LEGACY:
@@ -599,6 +832,15 @@ def parse_app_config(text: str) -> AppConfig:
                 jobs.setdefault(placement.legacy_job, path)
                 continue
             used_clusters.add(placement.cluster)
+            if placement.kind == PlacementKind.DOCKER:
+                if placement.cluster in hosts:
+                    parser.error(
+                        _join(path, "docker"),
+                        f"{placement.cluster!r} is already a host of this service, in "
+                        f"{hosts[placement.cluster]}: give it more replicas instead",
+                    )
+                hosts.setdefault(placement.cluster, path)
+                continue
             target = (placement.cluster, placement.ecs_service)
             if target in ecs_targets:
                 parser.error(

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from clusters.models import MigrationPlan, PlacementKind, ProcessType
+from clusters.models import ClusterKind, MigrationPlan, PlacementKind, ProcessType
 
 MAX_INTEGER = 2**31 - 1  # PositiveIntegerField's upper bound on PostgreSQL
 BACKENDS = ("local", "jenkins")
@@ -33,11 +33,45 @@ TOP_KEYS = (
 )
 BUILD_KEYS = ("backend", "command", "jenkins_job", "timeout", "hold_window", "auto_retries")
 ROLLOUT_KEYS = ("phase_timeout", "soak")
-CLUSTER_KEYS = ("region", "arn")
+CLUSTER_KEYS = ("region", "arn", "docker_host")
 SERVICE_KEYS = ("name", "process_type", "phase", "health_check_url", "placements")
-PLACEMENT_KEYS = ("cluster", "ecs_service", "container", "legacy_job", "legacy_version")
 ECS_PLACEMENT_KEYS = ("cluster", "ecs_service", "container")
 LEGACY_PLACEMENT_KEYS = ("legacy_job", "legacy_version")
+# A Docker placement: `docker` names the host, the rest is Placement.docker_config.
+DOCKER_CONFIG_KEYS = (
+    "replicas",
+    "memory",
+    "command",
+    "env",
+    "ports",
+    "health_check",
+    "stop_timeout",
+    "max_surge",
+    "min_healthy",
+    "grace",
+)
+DOCKER_PLACEMENT_KEYS = ("docker", *DOCKER_CONFIG_KEYS)
+PLACEMENT_KEYS = ECS_PLACEMENT_KEYS + LEGACY_PLACEMENT_KEYS + DOCKER_PLACEMENT_KEYS
+HEALTH_CHECK_KEYS = ("test", "interval", "timeout", "retries", "start_period")
+# What a Docker placement's config holds for a key the file leaves out (memory has no
+# default: it is required). command None: the image's own; health_check None: the image's
+# own HEALTHCHECK if it has one, else `grace`. Durations are in seconds. max_surge and
+# min_healthy are percents of replicas, like ECS's maximumPercent - 100 and
+# minimumHealthyPercent: by default a whole new set starts before the old one stops.
+DOCKER_DEFAULTS = {
+    "replicas": 1,
+    "command": None,
+    "env": {},
+    "ports": [],
+    "health_check": None,
+    "stop_timeout": 10,
+    "max_surge": 100,
+    "min_healthy": 100,
+    "grace": 10,
+}
+HEALTH_CHECK_DEFAULTS = {"interval": 10, "timeout": 5, "retries": 3, "start_period": 0}
+DOCKER_DURATIONS = ("stop_timeout", "grace")
+HEALTH_CHECK_DURATIONS = ("interval", "timeout", "start_period")
 MIGRATION_KEYS = ("proof", "phases")
 PROOF_KEYS = ("deploys", "hours")
 MIGRATION_PHASE_KEYS = ("name", "services")
@@ -66,20 +100,29 @@ class ClusterConfig:
     name: str
     region: str | None = None  # None: not given (left alone, or the default when created)
     arn: str | None = None
+    docker_host: str | None = None  # given: a Docker host, not an ECS cluster
+
+    @property
+    def kind(self) -> str:
+        return ClusterKind.DOCKER.value if self.docker_host else ClusterKind.ECS.value
 
 
 @dataclass(frozen=True)
 class PlacementConfig:
-    kind: str  # "ecs" or "legacy"
-    cluster: str = ""
+    kind: str  # "ecs", "legacy" or "docker"
+    cluster: str = ""  # an ECS placement's cluster, or a Docker placement's host
     ecs_service: str = ""
     container: str = ""
     legacy_job: str = ""
     legacy_version: str = ""  # what the job ran before Fat Controller deployed it; "" unknown
+    # A Docker placement's containers, every key of DOCKER_DEFAULTS and memory filled in.
+    docker_config: dict = field(default_factory=dict, hash=False)
 
     def describe(self) -> str:
         if self.kind == PlacementKind.LEGACY:
             return f"legacy job {self.legacy_job}"
+        if self.kind == PlacementKind.DOCKER:
+            return f"docker host {self.cluster}"
         return f"{self.cluster}/{self.ecs_service}"
 
 
