@@ -16,6 +16,7 @@ import yaml
 from clusters.models import ClusterKind, MigrationPlan, Placement, PlacementKind
 from deploys.models import Application
 
+from . import docker_shape
 from .schema import (
     APPLICATION_FIELDS,
     DOCKER_CONFIG_KEYS,
@@ -100,7 +101,7 @@ def _export_placement(placement: Placement) -> dict:
 def _export_docker_placement(placement: Placement) -> dict:
     """The host and the config's keys that differ from their defaults, durations written."""
     item: dict[str, Any] = {"docker": placement.cluster.name}
-    config = placement.docker_config
+    config = docker_shape.in_file_words(placement.docker_config)
     for key in DOCKER_CONFIG_KEYS:
         if key not in config or (key != "memory" and config[key] == DOCKER_DEFAULTS.get(key)):
             continue

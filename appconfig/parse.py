@@ -27,10 +27,12 @@ from clusters.models import (
     ProcessType,
     Service,
 )
+from clusters.targets import docker_config
 from deploys.models import Application
 from lib.git import InvalidBranchName, validate_branch_name
 from lib.urls import has_credentials
 
+from . import docker_shape
 from .errors import ConfigError
 from .schema import (
     APPLICATION_FIELDS,
@@ -40,6 +42,7 @@ from .schema import (
     CLUSTER_KEYS,
     DOCKER_CONFIG_KEYS,
     DOCKER_DEFAULTS,
+    DOCKER_NETWORKS,
     ECS_PLACEMENT_KEYS,
     FRONT_TYPES,
     HEALTH_CHECK_DEFAULTS,
@@ -473,7 +476,17 @@ class _Parser:
             ok = False
         if not ok or host is None:
             return None
-        return PlacementConfig(kind=PlacementKind.DOCKER.value, cluster=host, docker_config=config)
+        # What the target will run: checked by the target's own rules now, so a file it
+        # could not run is refused before anything is saved.
+        target_config = docker_shape.stored(config)
+        try:
+            docker_config.normalize(target_config, container=path)
+        except docker_config.ConfigError as exc:
+            self.error(path, str(exc))
+            return None
+        return PlacementConfig(
+            kind=PlacementKind.DOCKER.value, cluster=host, docker_config=target_config
+        )
 
     def docker_value(self, key, value, path):
         """One key of a Docker placement's config, as stored; None (and an error) if bad."""
@@ -497,6 +510,15 @@ class _Parser:
             return self.ports(value, path)
         if key == "health_check":
             return self.health_check(value, path)
+        if key == "network":
+            if value not in DOCKER_NETWORKS:
+                self.error(
+                    path,
+                    f"{_describe_value(value)} is not a network: bridge (Docker's own), host "
+                    "(the host's) or none",
+                )
+                return None
+            return value
         raise AssertionError(key)
 
     def memory(self, value, path) -> str | None:

@@ -44,6 +44,7 @@ DOCKER_CONFIG_KEYS = (
     "command",
     "env",
     "ports",
+    "network",
     "health_check",
     "stop_timeout",
     "max_surge",
@@ -63,12 +64,14 @@ DOCKER_DEFAULTS = {
     "command": None,
     "env": {},
     "ports": [],
+    "network": "bridge",
     "health_check": None,
     "stop_timeout": 10,
     "max_surge": 100,
     "min_healthy": 100,
     "grace": 10,
 }
+DOCKER_NETWORKS = ("bridge", "host", "none")
 HEALTH_CHECK_DEFAULTS = {"interval": 10, "timeout": 5, "retries": 3, "start_period": 0}
 DOCKER_DURATIONS = ("stop_timeout", "grace")
 HEALTH_CHECK_DURATIONS = ("interval", "timeout", "start_period")

@@ -66,8 +66,11 @@ def test_a_docker_placement_parses_into_its_stored_config():
         "memory": "64m",
         "command": ["httpd", "-f", "-p", "8080"],
         "env": {"GREETING": "hello", "WORKERS": "4"},
-        "ports": ["8080", "9090"],
-        "health_check": {
+        # Stored in the target's words (appconfig/docker_shape.py): ports as the engine
+        # publishes them, healthcheck, and max_surge as ECS's maximumPercent (100 + 50).
+        "ports": {"8080/tcp": 8080, "9090/tcp": 9090},
+        "network": "bridge",
+        "healthcheck": {
             "test": ["CMD", "wget", "-q", "-O", "-", "http://127.0.0.1:8080/"],
             "interval": 2,
             "timeout": 1,
@@ -75,7 +78,7 @@ def test_a_docker_placement_parses_into_its_stored_config():
             "start_period": 5,
         },
         "stop_timeout": 10,
-        "max_surge": 50,
+        "max_surge": 150,
         "min_healthy": 100,
         "grace": 5,
     }
@@ -88,10 +91,11 @@ def test_what_a_docker_placement_leaves_out_is_its_default():
         "memory": "128m",
         "command": None,
         "env": {},
-        "ports": [],
-        "health_check": None,
+        "ports": {},
+        "network": "bridge",
+        "healthcheck": None,
         "stop_timeout": 10,
-        "max_surge": 100,
+        "max_surge": 200,
         "min_healthy": 100,
         "grace": 10,
     }
@@ -230,7 +234,7 @@ def test_apply_creates_the_host_and_the_placement_and_export_round_trips(applica
     placement = Placement.objects.get(kind=PlacementKind.DOCKER)
     assert placement.service.name == "web"
     assert placement.cluster == cluster
-    assert placement.docker_config["health_check"]["start_period"] == 5
+    assert placement.docker_config["healthcheck"]["start_period"] == 5
     assert placement.docker_config["env"] == {"GREETING": "hello", "WORKERS": "4"}
 
     application.refresh_from_db()
@@ -307,4 +311,25 @@ def test_the_documented_docker_placement_parses():
 
     [placement] = parse_app_config(changed(change)).services[1].placements
     assert placement.docker_config["replicas"] == 2
-    assert placement.docker_config["health_check"]["start_period"] == 5
+    assert placement.docker_config["healthcheck"]["start_period"] == 5
+
+
+def test_what_the_file_stores_is_what_the_docker_target_runs():
+    from clusters.targets.docker_config import normalize
+
+    [placement] = parse_app_config(with_docker()).services[1].placements
+    assert normalize(placement.docker_config, container="web") == {
+        **placement.docker_config,
+        "memory": normalize(placement.docker_config, container="web")["memory"],
+    }
+
+
+def test_a_config_the_docker_target_could_not_run_is_refused_at_its_path():
+    # Ports are published on Docker's bridge only: on the host's network they mean nothing.
+    errors = errors_of(docker_placement(network="host"))
+    assert any(
+        e.startswith("services[1].placements[0]: ") and "bridge network only" in e for e in errors
+    ), errors
+    assert errors_of(docker_placement(network="space"))[0].startswith(
+        "services[1].placements[0].network: str 'space' is not a network"
+    )
