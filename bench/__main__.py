@@ -37,6 +37,7 @@ def main() -> None:
     from bench import (
         broker_latency,
         build_notification,
+        docker_rollout,
         dual_rollout,
         pages,
         rollback_start,
@@ -51,6 +52,7 @@ def main() -> None:
         "rollback_start": rollback_start,
         "rollout_calls": rollout_calls,
         "dual_rollout": dual_rollout,
+        "docker_rollout": docker_rollout,
         "pages": pages,
     }
     chosen = sys.argv[1:] or list(modules)
