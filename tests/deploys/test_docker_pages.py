@@ -2,15 +2,25 @@
 rollout row's detail, as the target writes it), the API's `batches`, and the application
 page's containers as the engine says now, or why the engine did not answer."""
 
+import os
 import re
+import shutil
+import socket
+import tempfile
+import time
+import uuid
 
 import pytest
 from django.urls import reverse
 
 from clusters.models import Cluster, ClusterKind, Placement, PlacementKind, ProcessType, Service
+from clusters.targets import docker as docker_target
+from clusters.targets.docker_replicas import APPLICATION, PLACEMENT, REPLICA, REVISION, SERVICE
 from deploys.models import Application, Deploy, ServiceRollout
 from deploys.states import Mode, State
+from devtools import docker_images
 from tests.pages import html_of
+from tests.waiting import wait_until
 
 HOSTILE = 'fc-<script>alert("x")</script>-1'
 
@@ -203,3 +213,126 @@ def test_the_api_gives_the_batches_of_docker_rows_and_null_for_others(api, user,
             ],
         }
     ]
+
+
+# --- the application page: the containers as the engine says now -----------------------------
+
+
+def app_page(client, application) -> str:
+    response = client.get(reverse("application", args=[application.slug]))
+    assert response.status_code == 200
+    return html_of(response)
+
+
+def placement_row(html: str, placement) -> str:
+    match = re.search(
+        rf'<tr class="placement [^"]*" id="placement-{placement.pk}">(.*?)</tr>', html, re.S
+    )
+    assert match, f"no row for placement {placement.pk}"
+    return match.group(1)
+
+
+def container_items(row: str) -> list[str]:
+    items = re.findall(r'<li class="container [^"]*">(.*?)</li>', row, re.S)
+    return [" ".join(re.sub(r"<[^>]+>", "", item).split()) for item in items]
+
+
+@pytest.fixture
+def engine(docker_engine):
+    client = docker_engine.client()
+    yield client
+    for container in client.containers.list(all=True, filters={"label": PLACEMENT}):
+        container.remove(force=True)
+    client.close()
+    docker_target.forget_clients()
+
+
+def run_labelled(client, image, placement, revision, replica, command, **more):
+    """A container labelled as the Docker target labels its own (docker_replace.Step._create)."""
+    return client.containers.run(
+        image,
+        command,
+        name=f"fc-shop-web-{placement.pk}-{replica}-{uuid.uuid4().hex[:6]}",
+        network_mode="none",
+        detach=True,
+        labels={
+            APPLICATION: "shop",
+            SERVICE: "web",
+            PLACEMENT: str(placement.pk),
+            REVISION: revision,
+            REPLICA: str(replica),
+        },
+        **more,
+    )
+
+
+@pytest.mark.docker
+def test_the_application_page_lists_the_containers_the_engine_runs(
+    logged_in, shop, engine, docker_engine
+):
+    image = docker_images.base_image(engine)
+    placement = docker_placement(shop, host=docker_engine.host)
+    other = docker_placement(shop, host=docker_engine.host, service="worker")
+    check = {
+        "test": ["CMD", "true"],
+        "interval": 200_000_000,
+        "timeout": 1_000_000_000,
+        "retries": 1,
+    }
+    first = run_labelled(
+        engine, image, placement, "ba9876543210", 1, ["sleep", "300"], healthcheck=check
+    )
+    second = run_labelled(engine, image, placement, "<script>x</script>", 2, ["false"])
+    run_labelled(engine, image, other, "0000000000aa", 1, ["sleep", "300"])
+    unlabelled = engine.containers.run(image, ["sleep", "300"], network_mode="none", detach=True)
+    try:
+
+        def settled():
+            row = placement_row(app_page(logged_in, shop), placement)
+            items = container_items(row)
+            return row if items and "(healthy)" in items[0] and "exited" in items[-1] else None
+
+        row = wait_until(settled, timeout=30, what="the containers healthy and exited")
+    finally:
+        unlabelled.remove(force=True)
+    assert "Docker host" in row and "box-1" in row
+    assert container_items(row) == [
+        f"{first.name} · ba9876543210 · running (healthy)",
+        f"{second.name} · &lt;script&gt;x&lt;/script&gt; · exited",
+    ]
+    assert "<script>x" not in row and "&lt;script&gt;x&lt;/script&gt;" in row
+    assert "0000000000aa" not in row and unlabelled.name not in row
+    assert "0000000000aa" in placement_row(app_page(logged_in, shop), other)
+
+
+@pytest.fixture
+def silent_engine():
+    """A unix socket that takes connections and never answers: an engine that hangs."""
+    folder = tempfile.mkdtemp(prefix="fc-silent-", dir="/tmp")  # a socket path must be short
+    path = os.path.join(folder, "docker.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(16)
+    yield f"unix://{path}"
+    server.close()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_engines_that_do_not_answer_cost_only_their_rows(logged_in, shop, settings, silent_engine):
+    settings.FC_DOCKER_PAGE_TIMEOUT = 0.5
+    missing = docker_placement(shop, host="unix:///nowhere/fc-no-such/docker.sock", name="box-9")
+    hanging = docker_placement(shop, host=silent_engine, name="box-silent", service="worker")
+    ecs = Placement.objects.create(
+        service=missing.service,
+        cluster=Cluster.objects.create(name="demo"),
+        ecs_service_name="shop-web-ecs",
+    )
+    began = time.monotonic()
+    html = app_page(logged_in, shop)
+    took = time.monotonic() - began
+    # The hanging engine is given up on at the page's timeout (2 x 0.5 s + 0.5 s), not the
+    # rollout's 30 s; the margin is for a busy machine.
+    assert took < 10, f"the page took {took:.1f} s"
+    assert "The Docker host box-9 did not answer: " in placement_row(html, missing)
+    assert "The Docker host box-silent did not answer: " in placement_row(html, hanging)
+    assert "shop-web-ecs" in placement_row(html, ecs)
