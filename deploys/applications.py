@@ -2,7 +2,9 @@
 run now, and its lock.
 
 What a placement runs "now" is what the newest finished deploy that touched it left there,
-read from the ServiceRollout rows, never from AWS: a page must not wait on ECS. Deploys
+read from the ServiceRollout rows, never from AWS: a page must not wait on ECS. A Docker
+placement's containers are the one thing asked of an engine, at once for all of them and with
+a short timeout (docker_now.py), so an engine that does not answer costs its row only. Deploys
 take the merge slot one at a time, first queued first, so the newest deploy is the one with
 the highest id. A rollout still pending when its deploy ended never touched its service.
 
@@ -29,6 +31,7 @@ from lib.urls import redact
 
 from . import slot
 from .actions import DeployRequestError
+from .docker_now import EngineAnswer, docker_now
 from .models import Application, Deploy, DeployEvent, RolloutStatus, ServiceRollout
 from .states import ACTIVE_STATES, FINAL_STATES, SLOT_STATES, State
 
@@ -191,6 +194,7 @@ class CurrentRevision:
 class PlacementRow:
     placement: Placement
     current: CurrentRevision
+    engine: EngineAnswer | None = None  # a Docker placement's containers, as its engine says now
 
     @property
     def unused(self) -> str:
@@ -303,6 +307,10 @@ def application_page(slug: str) -> ApplicationPage:
         )
         for number, in_phase in groupby(services, key=lambda s: s.phase)
     ]
+    rows = [row for phase in phases for service in phase.services for row in service.placements]
+    engines = docker_now([row.placement for row in rows])
+    for row in rows:
+        row.engine = engines.get(row.placement.pk)
     holder, waiting = slot.queue_of(application)
     return ApplicationPage(
         application=application,

@@ -5,6 +5,7 @@ from builds.models import Build
 from clusters.models import PlacementKind
 
 from .actions import allowed_actions
+from .docker_batches import batches_of
 from .models import Deploy, DeployEvent, ServiceRollout
 from .sides import services_of
 from .slot import queue_position
@@ -40,6 +41,7 @@ class RolloutSerializer(serializers.ModelSerializer):
     cluster = serializers.CharField(source="placement.cluster.name", allow_null=True, default=None)
     ecs_service = serializers.CharField(source="placement.ecs_service_name")
     legacy = serializers.SerializerMethodField()
+    batches = serializers.SerializerMethodField()
     # The API keeps the names it had when ECS was the only target.
     previous_task_definition = serializers.CharField(source="revision_before")
     new_task_definition = serializers.CharField(source="revision_made")
@@ -54,6 +56,7 @@ class RolloutSerializer(serializers.ModelSerializer):
             "cluster",
             "ecs_service",
             "legacy",
+            "batches",
             "status",
             "previous_task_definition",
             "new_task_definition",
@@ -77,6 +80,13 @@ class RolloutSerializer(serializers.ModelSerializer):
             "result": run.result if run else "",
             "purpose": run.purpose if run else "",
         }
+
+    def get_batches(self, rollout: ServiceRollout) -> list[dict] | None:
+        """A Docker placement's container batches ({batch, events: [{event, containers,
+        exit_code}]}), read as the deploy page reads them; None for other kinds."""
+        if rollout.placement.kind != PlacementKind.DOCKER:
+            return None
+        return [batch.as_json() for batch in batches_of(rollout.detail)]
 
 
 class EventSerializer(serializers.BaseSerializer):

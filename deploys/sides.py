@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from clusters.models import LegacyRun, PlacementKind
 
+from .docker_batches import Batch, batches_of
 from .models import RolloutStatus, ServiceRollout
 
 # How much of the end of a legacy job's log the deploy page shows: the end says why it failed,
@@ -21,8 +22,8 @@ LEGACY_LOG_TAIL_CHARS = 2 * 1024
 @dataclass
 class Side:
     rollout: ServiceRollout
-    kind: str  # "ecs", "legacy", ...
-    where: str  # "demo-shop-web on demo", "legacy job deploy-web"
+    kind: str  # "ecs", "legacy", "docker"
+    where: str  # "demo-shop-web on demo", "legacy job deploy-web", "web on docker host box-1"
     run: LegacyRun | None = None  # the legacy job's latest run for this deploy
     log_tail: str = ""
     log_cut: bool = False
@@ -38,6 +39,15 @@ class Side:
     @property
     def out(self) -> bool:
         return self.rollout.status == RolloutStatus.DONE
+
+    @property
+    def is_docker(self) -> bool:
+        return self.kind == PlacementKind.DOCKER
+
+    @property
+    def batches(self) -> list[Batch]:
+        """A Docker placement's container batches, from what the target wrote on the row."""
+        return batches_of(self.rollout.detail) if self.is_docker else []
 
 
 @dataclass
@@ -60,6 +70,9 @@ def where(rollout: ServiceRollout) -> str:
     if placement.kind == PlacementKind.ECS:
         cluster = placement.cluster.name if placement.cluster else "?"
         return f"{placement.ecs_service_name} on {cluster}"
+    if placement.kind == PlacementKind.DOCKER:
+        cluster = placement.cluster.name if placement.cluster else "?"
+        return f"{placement.service.name} on docker host {cluster}"
     return placement.get_kind_display()
 
 

@@ -248,6 +248,9 @@ FC_ECS_STOPPED_TASKS_EVERY = env.float("FC_ECS_STOPPED_TASKS_EVERY", default=10.
 # stop timeout), and the files of a tcp:// engine's TLS (paths only; the files stay where
 # they are). An engine on tcp:// other than the loopback is refused without them.
 FC_DOCKER_TIMEOUT = env.float("FC_DOCKER_TIMEOUT", default=30.0)
+# The application page asks each Docker host what runs now: it gives up after this long, so
+# an engine that does not answer costs the page a few seconds at most (deploys/docker_now.py).
+FC_DOCKER_PAGE_TIMEOUT = env.float("FC_DOCKER_PAGE_TIMEOUT", default=2.0)
 FC_DOCKER_TLS_CA = env.str("FC_DOCKER_TLS_CA", default="")
 FC_DOCKER_TLS_CERT = env.str("FC_DOCKER_TLS_CERT", default="")
 FC_DOCKER_TLS_KEY = env.str("FC_DOCKER_TLS_KEY", default="")

@@ -37,8 +37,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import re
 import threading
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
 
@@ -59,7 +61,7 @@ from .base import (
 )
 from .docker_config import ConfigError, normalize, revision_of
 from .docker_replace import Step
-from .docker_replicas import PLACEMENT, Replica
+from .docker_replicas import PLACEMENT, REPLICA, REVISION, Replica
 
 # ------------------------------------------------------------------------ the engine
 
@@ -244,6 +246,30 @@ class DockerTarget:
             )
         return [Replica(c) for c in found]
 
+    def containers(self, placement, *, timeout: float | None = None) -> list[Container]:
+        """Read only, for the pages: the placement's labelled containers as the engine lists
+        them now, replica order. One call (the list, no inspect per container), so a page waits
+        on at most one answer per placement; with `timeout`, on a client of its own that gives
+        up after that many seconds, not the rollout's FC_DOCKER_TIMEOUT."""
+        action = f"list the containers of placement {placement.pk}"
+        if timeout is None:
+            return self._containers(self.client, placement, action)
+        tls = _tls(self.host)
+        with self.engine("connect"):
+            made = docker.DockerClient(base_url=self.host, tls=tls, timeout=timeout)
+        try:
+            return self._containers(made, placement, action)
+        finally:
+            made.close()
+
+    def _containers(self, engine, placement, action: str) -> list[Container]:
+        with self.engine(action):
+            listed = engine.api.containers(
+                all=True, filters={"label": f"{PLACEMENT}={placement.pk}"}
+            )
+        found = [Container.listed(c) for c in listed if isinstance(c, dict)]
+        return sorted(found, key=lambda c: (c.replica, c.revision, c.name))
+
     def _before(self, placement, revision: str) -> dict[str, Any]:
         """What a restore brings back: the revision's image, config and count."""
         if not revision:
@@ -258,6 +284,39 @@ class DockerTarget:
             "replicas": (config or {}).get("replicas", len(mine)),
             "running": sum(r.status == "running" for r in mine),
         }
+
+
+# The list's Status ends in the health where there is a check: "Up 5 seconds (healthy)",
+# "Up 2 seconds (health: starting)", "Up 1 minute (unhealthy)".
+_HEALTH = re.compile(r"\((healthy|unhealthy|health: starting)\)\s*$")
+
+
+@dataclass(frozen=True)
+class Container:
+    """A labelled container as the engine's list describes it."""
+
+    name: str
+    revision: str
+    replica: int
+    state: str  # running, exited, created, restarting, dead, ...
+    health: str  # healthy, unhealthy, starting, or "" where there is no health check
+    status: str  # the engine's words: "Up 5 seconds (healthy)", "Exited (137) 2 minutes ago"
+
+    @classmethod
+    def listed(cls, entry: dict[str, Any]) -> Container:
+        labels = entry.get("Labels") or {}
+        names = entry.get("Names") or [""]
+        status = str(entry.get("Status") or "")
+        health = _HEALTH.search(status)
+        replica = str(labels.get(REPLICA, ""))
+        return cls(
+            name=str(names[0]).lstrip("/"),
+            revision=str(labels.get(REVISION, "")),
+            replica=int(replica) if replica.isdigit() else 0,
+            state=str(entry.get("State") or ""),
+            health=health.group(1).removeprefix("health: ") if health else "",
+            status=status,
+        )
 
 
 @functools.cache
