@@ -11,6 +11,7 @@ from django.core.management import call_command
 from builds.backends import BuildSpec
 from builds.local import build_environment, split_command
 from clusters.models import Cluster, ClusterKind, Placement, PlacementKind
+from clusters.targets.docker_replicas import APPLICATION, SERVICE
 from deploys.models import Application
 from devtools import demo_boxes, docker_images
 from devtools.demo import DEMO_SLUG as SHOP_SLUG
@@ -140,3 +141,102 @@ def git(cwd, *args: str) -> str:
     return subprocess.run(
         ["git", *args], cwd=cwd, capture_output=True, text=True, check=True, timeout=30
     ).stdout.strip()
+
+
+# ------------------------------------------------------- through the embedded default
+
+
+@pytest.fixture(scope="module")
+def boxes_server(request, tmp_path_factory, docker_engine):
+    """`make run` with DOCKER_HOST at the test's engine: the Docker demo is set up on it."""
+    from tests.embedded_server import embedded_for_tests
+
+    if not docker_images.BUSYBOX.exists():
+        pytest.skip("busybox-static is not installed (apt-get install busybox-static)")
+    with embedded_for_tests(
+        request,
+        tmp_path_factory,
+        "boxes-var",
+        "a test of the Docker demo",
+        extra_env={"DOCKER_HOST": docker_engine.host},
+    ) as server:
+        yield server
+    client = docker_engine.client()
+    for container in client.containers.list(
+        all=True, filters={"label": f"{APPLICATION}={demo_boxes.DEMO_SLUG}"}
+    ):
+        container.remove(force=True)
+    client.close()
+
+
+def queue_boxes(session, server, branch: str) -> int:
+    response = session.post(
+        f"{server.url}/api/deploys/",
+        json={"application": demo_boxes.DEMO_SLUG, "branch": branch, "mode": "deploy"},
+        headers={"X-CSRFToken": session.cookies["csrftoken"], "Referer": f"{server.url}/"},
+        timeout=10,
+    )
+    assert response.status_code == 201, server.explain(f"POST /api/deploys/: {response.text}")
+    return response.json()["id"]
+
+
+def running(client) -> dict[str, set[str]]:
+    """The demo's running containers' images, by service."""
+    found: dict[str, set[str]] = {}
+    for container in client.containers.list(
+        filters={"label": f"{APPLICATION}={demo_boxes.DEMO_SLUG}", "status": "running"}
+    ):
+        found.setdefault(container.labels[SERVICE], set()).add(
+            f"{container.image.tags[0] if container.image.tags else container.image.id}"
+        )
+    return found
+
+
+@pytest.mark.docker
+def test_the_clean_branch_goes_out_to_real_containers_and_the_oom_branch_is_rolled_back(
+    boxes_server, docker_engine
+):
+    from deploys.states import State
+    from tests.test_embedded_default import build_log, login, wait_for_state
+
+    server = boxes_server
+    session = login(server)
+    client = docker_engine.client()
+    try:
+        deploy_id = queue_boxes(session, server, demo_boxes.CLEAN_BRANCH)
+        deploy = wait_for_state(
+            session, server, deploy_id, State.SUCCEEDED, give_up_at={State.BUILD_FAILED}
+        )
+        image = f"{docker_images.HTTP_REPOSITORY}:{deploy['candidate_sha'][:12]}"
+        assert f"image: built {image}" in build_log(session, server, deploy_id, 1)["text"]
+        assert {r["status"] for r in deploy["rollouts"]} == {"done"}, deploy["rollouts"]
+        containers = client.containers.list(
+            filters={"label": f"{APPLICATION}={demo_boxes.DEMO_SLUG}", "status": "running"}
+        )
+        by_service: dict[str, list] = {}
+        for container in containers:
+            by_service.setdefault(container.labels[SERVICE], []).append(container)
+        assert sorted(by_service) == ["box-web", "box-worker"], by_service
+        for service, replicas in by_service.items():
+            assert len(replicas) == 2, (service, replicas)
+            for container in replicas:
+                assert image in container.image.tags, container.image.tags
+                assert container.attrs["HostConfig"]["Memory"] == 32 * 1024 * 1024
+                assert container.attrs["State"]["Health"]["Status"] == "healthy"
+
+        deploy_id = queue_boxes(session, server, demo_boxes.OOM_BRANCH)
+        deploy = wait_for_state(
+            session, server, deploy_id, State.ROLLED_BACK, give_up_at={State.BUILD_FAILED}
+        )
+        messages = " | ".join(e["message"] for e in deploy["events"])
+        assert "oom" in messages.lower(), messages
+        statuses = {r["service"]: r["status"] for r in deploy["rollouts"]}
+        assert statuses["box-worker"] == "rolled_back", deploy["rollouts"]
+        # Back as it was: the clean branch's containers, two of each, and nothing else.
+        assert running(client) == {"box-web": {image}, "box-worker": {image}}
+        kept = client.containers.list(
+            filters={"label": f"{APPLICATION}={demo_boxes.DEMO_SLUG}", "status": "running"}
+        )
+        assert len(kept) == 4, kept
+    finally:
+        client.close()
