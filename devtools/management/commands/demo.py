@@ -8,6 +8,7 @@ from django.db import transaction
 from appconfig.apply import apply_app_config
 from clusters.models import MigrationPlan
 from deploys.models import Application
+from devtools import demo_boxes
 from devtools.demo import (
     BUILD_COMMAND,
     CONFIG_FILE,
@@ -24,7 +25,9 @@ class Command(BaseCommand):
     help = (
         "Load the demo: a demo application on a local git remote, set up for ECS and its "
         "legacy deploy jobs by devtools/demo-shop.fatcontroller.yml, its migration plan put "
-        "mid-migration when the plan is new, and a first login."
+        "mid-migration when the plan is new, and a first login. Where a Docker engine answers "
+        "(DOCKER_HOST, or the default socket), the Docker demo too: demo-boxes, deployed as "
+        "containers on that engine by devtools/demo-boxes.fatcontroller.yml."
     )
 
     def handle(self, *args, **options):
@@ -56,7 +59,32 @@ class Command(BaseCommand):
             self.stdout.write("Put the new migration plan mid-migration:")
             for line in moved:
                 self.stdout.write(line)
+        self._docker_demo()
         self._first_login()
+
+    def _docker_demo(self):
+        host = demo_boxes.engine_host()
+        if not demo_boxes.engine_answers(host):
+            self.stdout.write(f"No Docker engine answers at {host}: the Docker demo is not set up")
+            return
+        remote = demo_boxes.create_boxes_remote(settings.VAR_DIR / "demo" / "demo-boxes.git")
+        config = demo_boxes.boxes_config(host, remote)
+        _app, created = Application.objects.get_or_create(
+            slug=demo_boxes.DEMO_SLUG,
+            defaults={
+                "name": config.name or demo_boxes.DEMO_SLUG,
+                "git_remote_url": str(remote),
+                "build_command": config.build_command,
+            },
+        )
+        if created:
+            self.stdout.write(f"Created application {demo_boxes.DEMO_SLUG} ({remote}) on {host}")
+        with transaction.atomic():
+            report = apply_app_config(config)
+        for line in report.lines():
+            self.stdout.write(line)
+        for warning in report.warnings:
+            self.stderr.write(f"{demo_boxes.CONFIG_FILE.name}: {warning}")
 
     def _first_login(self):
         # The password is kept beside the database (var/, never committed) so every
