@@ -104,10 +104,17 @@ class _Forms(HTMLParser):
             self._form["buttons"][-1] += data.strip()
 
 
-def form_with_button(html: str, button: str) -> dict:
+def form_with_button(html: str, button: str, **fields: str) -> dict:
+    """The one form with the button (and these field values: the dashboard has a Queue form
+    per application, demo-boxes' too where a Docker engine answers)."""
     parser = _Forms()
     parser.feed(html)
-    found = [form for form in parser.forms if button in form["buttons"]]
+    found = [
+        form
+        for form in parser.forms
+        if button in form["buttons"]
+        and all(form["fields"].get(name) == value for name, value in fields.items())
+    ]
     assert len(found) == 1, f"expected one form with a {button!r} button, found {parser.forms}"
     return found[0]
 
@@ -220,7 +227,7 @@ def test_a_flaky_demo_build_is_retried_from_the_deploy_page_and_merges(embedded)
     dashboard = session.get(f"{server.url}/", timeout=10)
     assert dashboard.status_code == 200, server.explain(f"GET /: {dashboard.status_code}")
     assert f'id="app-{DEMO_SLUG}"' in dashboard.text, server.explain(dashboard.text[:3000])
-    queue_form = form_with_button(dashboard.text, "Queue")
+    queue_form = form_with_button(dashboard.text, "Queue", application=DEMO_SLUG)
     assert queue_form["action"] == "/deploys/queue/", queue_form
     assert queue_form["fields"]["application"] == DEMO_SLUG, queue_form
     deploy_page = post_form(
