@@ -29,6 +29,8 @@ import subprocess
 import sys
 import threading
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -284,13 +286,10 @@ def queued_messages() -> int:
         return sum(client.llen(queue.name) for queue in settings.CELERY_TASK_QUEUES)
 
 
-@pytest.fixture
-def worker(transactional_db, aws, settings, tmp_path):
-    """Starts Celery worker processes on Redis against the test database; kills them all after.
-
-    Named `worker` so the `sent_tasks` fixture leaves dispatch.send_task alone: the steps'
-    tasks go to Redis for real.
-    """
+@contextmanager
+def running_workers(settings, tmp_path, extra_env: dict[str, str]) -> Iterator[Workers]:
+    """Workers on Redis against the test database, with the rollout's quick clocks; all of
+    them killed when the block ends, and their logs printed (pytest shows them on failure)."""
     settings.FC_ROLLOUT_STALL_AFTER = timedelta(seconds=STALL_AFTER)
     settings.FC_ROLLOUT_LEASE = timedelta(seconds=LEASE)
     database = urlsplit(os.environ["DATABASE_URL"])
@@ -306,10 +305,6 @@ def worker(transactional_db, aws, settings, tmp_path):
             ).geturl(),
             "REDIS_URL": settings.REDIS_URL,
             "SECRET_KEY": settings.SECRET_KEY,
-            "AWS_ENDPOINT_URL": aws.url,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": REGION,
             "FC_ROLLOUT_STALL_AFTER": str(STALL_AFTER),
             "FC_ROLLOUT_POLL_SECONDS": "0.5",
             "FC_ROLLOUT_LEASE": str(LEASE),
@@ -317,6 +312,7 @@ def worker(transactional_db, aws, settings, tmp_path):
             "DB_CONN_MAX_AGE": "0",
             "LOG_LEVEL": "INFO",
             "PYTHONUNBUFFERED": "1",
+            **extra_env,
         }
     )
     purge_broker()
@@ -330,6 +326,24 @@ def worker(transactional_db, aws, settings, tmp_path):
         for started in workers.started:  # shown by pytest when the test failed
             print(f"----- worker {started.name} (exit {started.process.returncode}) -----")
             print(started.log)
+
+
+@pytest.fixture
+def worker(transactional_db, aws, settings, tmp_path):
+    """Starts Celery worker processes on Redis against the test database, talking to moto's
+    server; kills them all after.
+
+    Named `worker` so the `sent_tasks` fixture leaves dispatch.send_task alone: the steps'
+    tasks go to Redis for real.
+    """
+    aws_env = {
+        "AWS_ENDPOINT_URL": aws.url,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+    }
+    with running_workers(settings, tmp_path, aws_env) as workers:
+        yield workers
 
 
 # -------------------------------------------------------------------------- the deploy
@@ -361,6 +375,17 @@ def built_deploy(
 ) -> tuple[Deploy, Build]:
     """A deploy of `branch` in building whose build passed: its candidate made in the remote,
     its image (tagged `image_tag`, else the candidate's short sha) pushed to ECR."""
+    deploy, build = candidate_deploy(application, user, branch=branch, image_tag=image_tag)
+    push_image(aws, build.image_tag)
+    return deploy, build
+
+
+def candidate_deploy(
+    application, user, *, branch: str = "feature/clean-merge", image_tag: str = ""
+) -> tuple[Deploy, Build]:
+    """A deploy of `branch` in building whose build passed: its candidate made in the remote,
+    its build's image tagged `image_tag`, else the candidate's short sha (put where the
+    target finds it by the caller)."""
     deploy = Deploy.objects.create(
         application=application,
         branch=branch,
@@ -382,7 +407,6 @@ def built_deploy(
         image_tag=image_tag or candidate_sha[:12],
         finished_at=timezone.now(),
     )
-    push_image(aws, build.image_tag)
     return Deploy.objects.select_related("application").get(pk=deploy.pk), build
 
 
