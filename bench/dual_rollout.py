@@ -30,12 +30,12 @@ from pathlib import Path
 from bench.simulated_aws import (
     MANIFEST,
     REGION,
-    all_completed,
     deploy_state,
     is_final,
     repository,
     simulated_aws,
     start_built_deploy,
+    start_services,
     wait_for,
     worker_on,
 )
@@ -161,20 +161,8 @@ def _make_application(work: Path, ecs, names: list[str], jobs: list[str]):
         Service,
     )
     from deploys.models import Application
-    from devtools.ecs_simulator import create_service
 
-    ecs.create_cluster(clusterName=CLUSTER)
-    for name in names:
-        create_service(
-            ecs,
-            cluster=CLUSTER,
-            name=name,
-            image=f"{REPOSITORY}:base",
-            desired_count=TASKS_PER_SERVICE,
-        )
-    wait_for(
-        lambda: all_completed(ecs, CLUSTER, names), "the services to start", timeout=120, log=LOG
-    )
+    start_services(ecs, CLUSTER, names, f"{REPOSITORY}:base", TASKS_PER_SERVICE, LOG)
     remote = make_remote(work / "remote" / "remote.git", 1)
     app = Application.objects.create(
         slug="bench-dual",

@@ -58,6 +58,7 @@ from bench.simulated_aws import (
     repository,
     simulated_aws,
     start_built_deploy,
+    start_services,
     wait_for,
     worker_on,
 )
@@ -300,20 +301,8 @@ def _make_application(size, work, ecs, cluster, names):
     from bench.slot_handoff import make_remote
     from clusters.models import Cluster, Placement, ProcessType, Service
     from deploys.models import Application
-    from devtools.ecs_simulator import create_service
 
-    ecs.create_cluster(clusterName=cluster)
-    for name in names:
-        create_service(
-            ecs,
-            cluster=cluster,
-            name=name,
-            image=f"{REPOSITORY}:base",
-            desired_count=TASKS_PER_SERVICE,
-        )
-    wait_for(
-        lambda: all_completed(ecs, cluster, names), "the services to start", timeout=120, log=LOG
-    )
+    start_services(ecs, cluster, names, f"{REPOSITORY}:base", TASKS_PER_SERVICE, LOG)
     remote = make_remote(work / f"remote-{size}" / "remote.git", 1)
     app = Application.objects.create(
         slug=f"bench-calls-{size}",

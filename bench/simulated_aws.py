@@ -158,3 +158,15 @@ def start_built_deploy(app, user, tag: str, *, branch: str = "bench/000"):
     )
     pipeline.build_finished(deploy, build, passed=True, summary="bench")  # -> deploying
     return deploy
+
+
+def start_services(ecs, cluster: str, names: list[str], image: str, tasks: int, log: str) -> None:
+    """A cluster with the named ECS services on `image`, `tasks` tasks each, all running."""
+    from devtools.ecs_simulator import create_service
+
+    ecs.create_cluster(clusterName=cluster)
+    for name in names:
+        create_service(ecs, cluster=cluster, name=name, image=image, desired_count=tasks)
+    wait_for(
+        lambda: all_completed(ecs, cluster, names), "the services to start", timeout=120, log=log
+    )
