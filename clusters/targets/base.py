@@ -147,3 +147,8 @@ class Target(Protocol):
 
     def image_exists(self, image: str) -> bool:
         """Is the image there to run? False when it is not; an error when nobody can say."""
+
+    # Optional: `refusal(placement, image) -> str`, why the placement could not take the
+    # image at all ('' when it could), asked of every placement before any is touched, so
+    # that one refused in a late phase fails the deploy before an early phase goes out (a
+    # Docker placement with no hard memory limit). Asks nothing of the outside world.

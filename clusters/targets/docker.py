@@ -175,6 +175,15 @@ class DockerTarget:
             counted[replica.revision] = counted.get(replica.revision, 0) + 1
         return max(counted, key=lambda revision: counted[revision])
 
+    def refusal(self, placement, image: str) -> str:
+        """Why the placement's config could not run ('' when it could): asked of every
+        placement before any is touched (base.Target)."""
+        try:
+            normalize(placement.docker_config, container=who(placement))
+        except ConfigError as exc:
+            return str(exc)
+        return ""
+
     def start(self, placement, image: str, ledger: Ledger) -> str:
         spec = spec_of(placement, image)  # refused before anything changes
         if not self.image_exists(image):

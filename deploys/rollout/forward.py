@@ -45,7 +45,7 @@ def deploy_step(deploy: Deploy) -> None:
         move(deploy, State.FAILED, "there is no service to deploy to: nothing was touched")
         return
     if not any(r.status != R.PENDING for r in rollouts) and deploy.mode != Mode.RESTORE:
-        missing = p.missing_image(rollouts)
+        missing = p.refused(rollouts) or p.missing_image(rollouts)
         if missing:
             move(deploy, State.FAILED, f"{missing}: no service was touched")
             return

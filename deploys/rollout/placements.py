@@ -206,6 +206,18 @@ def over_time(deploy: Deploy, rollout: ServiceRollout) -> bool:
     return rollout.started_at is not None and timezone.now() - rollout.started_at > limit
 
 
+def refused(rollouts: list[ServiceRollout]) -> str | None:
+    """Why some placement could not take the image at all (its target's optional
+    `refusal`), asked of every placement before any is touched; None when none refuses."""
+    reasons = []
+    for rollout in rollouts:
+        refusal = getattr(target_of(rollout), "refusal", None)
+        reason = refusal(rollout.placement, rollout.image) if refusal else ""
+        if reason:
+            reasons.append(reason)
+    return "; ".join(reasons) or None
+
+
 def missing_image(rollouts: list[ServiceRollout]) -> str | None:
     """Why the image cannot be deployed, asked of each target once; None when it can."""
     asked = set()

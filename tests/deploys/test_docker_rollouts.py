@@ -406,11 +406,12 @@ def test_a_placement_with_no_hard_memory_limit_fails_the_deploy_before_any_conta
     worker, engine, creates, docker_engine, application, user, demo_remote
 ):
     worker.start("worker-a")
-    config = worker_config()
+    config = web_config()
     del config["memory"]
-    # The old revision was started while the config still had its limit.
+    # The old revision was started while the config still had its limit. The placement with
+    # none is in phase 2: phase 1 must not go out either (every placement is asked first).
     placements, deploy, build, old = ready(
-        application, user, engine, docker_engine, shop_worker=config
+        application, user, engine, docker_engine, shop_web=config
     )
     before = {n: {(c.id, c.status) for c in containers(p)} for n, p in placements.items()}
     creates.start()  # before anything is sent to a worker
@@ -418,10 +419,10 @@ def test_a_placement_with_no_hard_memory_limit_fails_the_deploy_before_any_conta
 
     state = safety_net_until_final(deploy.pk, timeout=ROLLOUT_TIMEOUT)
 
-    assert state in (State.FAILED, State.ROLLED_BACK), timeline(deploy.pk)
-    said = "\n".join(deploy.events.values_list("message", flat=True))
-    assert "demo-shop/shop-worker has no hard memory limit" in said, said
-    assert "nothing was changed" in said
+    assert state == State.FAILED, timeline(deploy.pk)
+    reason = deploy.events.get(from_state=State.DEPLOYING, to_state=State.FAILED).message
+    assert "demo-shop/shop-web has no hard memory limit" in reason, reason
+    assert reason.endswith(": no service was touched"), reason
     after = {n: {(c.id, c.status) for c in containers(p)} for n, p in placements.items()}
     assert after == before
     assert {n: specs(p) for n, p in placements.items()} == old
