@@ -157,16 +157,9 @@ def blockers(phase: MigrationPhase, *, forced: bool = False) -> list[str]:
                 f"phase {ahead.position} ({ahead.name}) is {ahead.get_state_display().lower()}: "
                 "a phase starts dual running only once the one ahead of it is cut over"
             )
-        for service in services:
-            if not any(not is_legacy(p) for p in service.placements.all()):
-                problems.append(f"{service.name} has no ECS placement to run on")
-        return problems
+        return problems + [f"{name} has no ECS placement to run on" for name in _no_ecs(services)]
     if to_state == S.CUT_OVER:
-        problems = [
-            f"{service.name} has no ECS placement to cut over to"
-            for service in services
-            if not any(not is_legacy(p) for p in service.placements.all())
-        ]
+        problems = [f"{name} has no ECS placement to cut over to" for name in _no_ecs(services)]
         return problems + [
             f"the ECS side is not proven yet: {proof.shortfall()}"
             for proof in proof_of(phase)
@@ -179,6 +172,11 @@ def blockers(phase: MigrationPhase, *, forced: bool = False) -> list[str]:
             for pk in in_flight
         ]
     return []
+
+
+def _no_ecs(services: list[Service]) -> list[str]:
+    """The services with nothing but legacy placements: nowhere on ECS to move to."""
+    return [s.name for s in services if all(is_legacy(p) for p in s.placements.all())]
 
 
 def _deploys_using_legacy(services: list[Service]) -> list[int]:

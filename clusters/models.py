@@ -121,6 +121,12 @@ class Placement(models.Model):
     def __str__(self) -> str:
         return f"{self.service} on {self.cluster or self.legacy_job}"
 
+    @property
+    def side(self) -> str:
+        """The side of a migration it is on, as pages and the timeline say it: "legacy",
+        "ECS", "Docker"."""
+        return "legacy" if self.kind == PlacementKind.LEGACY else self.get_kind_display()
+
 
 class MigrationState(models.TextChoices):
     """Where a migration phase's services run: legacy only, both sides, ECS only."""

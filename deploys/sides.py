@@ -34,7 +34,7 @@ class Side:
 
     @property
     def side_word(self) -> str:
-        return "legacy" if self.is_legacy else self.rollout.placement.get_kind_display()
+        return self.rollout.placement.side
 
     @property
     def out(self) -> bool:

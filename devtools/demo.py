@@ -258,18 +258,28 @@ def create_demo_remote(remote: Path) -> Path:
     if (remote / "HEAD").exists():
         _bring_up_to_date(remote)
         return remote
+    return build_remote(
+        remote, "Start the demo shop", MAIN_FILES, BRANCHES, main_after=MAIN_AFTER_BRANCHES
+    )
+
+
+def build_remote(remote: Path, first: str, main_files, branches, *, main_after=None) -> Path:
+    """A bare remote at `remote`: main with `main_files` (committed as `first`), each branch
+    of `branches` ({name: (message, files)}) cut from it, then `main_after` (a message and
+    files) on main. Built aside and moved into place, so a run stopped halfway leaves nothing
+    half made."""
     remote.parent.mkdir(parents=True, exist_ok=True)
-    # Built aside and moved into place, so a run stopped halfway leaves nothing half made.
     with tempfile.TemporaryDirectory(dir=remote.parent) as scratch:
         bare, work = Path(scratch) / "remote.git", Path(scratch) / "seed"
         _git(Path(scratch), "init", "-q", "--bare", "--initial-branch=main", str(bare))
         _git(Path(scratch), "init", "-q", "--initial-branch=main", str(work))
-        _commit(work, "Start the demo shop", MAIN_FILES)
-        for branch, (message, files) in BRANCHES.items():
+        _commit(work, first, main_files)
+        for branch, (message, files) in branches.items():
             _git(work, "checkout", "-q", "-b", branch, "main")
             _commit(work, message, files)
         _git(work, "checkout", "-q", "main")
-        _commit(work, *MAIN_AFTER_BRANCHES)
+        if main_after is not None:
+            _commit(work, *main_after)
         _git(work, "push", "-q", str(bare), "--all")
         bare.rename(remote)
     return remote

@@ -16,10 +16,9 @@ import dataclasses
 import os
 import shlex
 import sys
-import tempfile
 from pathlib import Path
 
-from devtools.demo import _commit, _git
+from devtools.demo import build_remote
 
 DEMO_SLUG = "demo-boxes"
 CONFIG_FILE = Path(__file__).resolve().with_name("demo-boxes.fatcontroller.yml")
@@ -98,19 +97,7 @@ def create_boxes_remote(remote: Path) -> Path:
     remote = Path(remote).absolute()
     if (remote / "HEAD").exists():
         return remote
-    remote.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=remote.parent) as scratch:
-        bare, work = Path(scratch) / "remote.git", Path(scratch) / "seed"
-        _git(Path(scratch), "init", "-q", "--bare", "--initial-branch=main", str(bare))
-        _git(Path(scratch), "init", "-q", "--initial-branch=main", str(work))
-        _commit(work, "Start the demo boxes", MAIN_FILES)
-        for branch, (message, files) in BRANCHES.items():
-            _git(work, "checkout", "-q", "-b", branch, "main")
-            _commit(work, message, files)
-        _git(work, "checkout", "-q", "main")
-        _git(work, "push", "-q", str(bare), "--all")
-        bare.rename(remote)
-    return remote
+    return build_remote(remote, "Start the demo boxes", MAIN_FILES, BRANCHES)
 
 
 def boxes_config(docker_host: str, remote: Path):

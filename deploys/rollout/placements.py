@@ -272,8 +272,7 @@ def side_of(rollout: ServiceRollout) -> str:
     if len(kinds) < 2:
         return ""
     placement = rollout.placement
-    side = "legacy" if placement.kind == "legacy" else placement.get_kind_display()
-    return f"the {side} side of {placement.service.name} failed: "
+    return f"the {placement.side} side of {placement.service.name} failed: "
 
 
 def mark(rollout: ServiceRollout, status: str, message: str) -> None:

@@ -45,6 +45,7 @@ from deploys.models import Application, Deploy, RolloutStatus
 from deploys.rollout.forward import start_rollout
 from deploys.states import State
 from devtools.docker_images import NoBusybox, base_image
+from tests.clusters import test_docker_target as target_tests
 from tests.clusters.test_docker_target import Ledger
 from tests.deploys import test_rollout_worker_killed as killed
 from tests.deploys.test_rollout_worker_killed import (
@@ -106,14 +107,8 @@ def web_config(**more) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- fixtures
 
 
-@pytest.fixture
-def engine(docker_engine):
-    client = docker_engine.client()
-    yield client
-    for container in client.containers.list(all=True, filters={"label": PLACEMENT}):
-        container.remove(force=True)
-    client.close()
-    docker_target.forget_clients()
+# The engine's client, with every placement's container removed afterwards.
+engine = target_tests.engine
 
 
 @pytest.fixture
