@@ -36,8 +36,11 @@ def send_step(deploy_id: int, state: str) -> None:
         send_task(task_name, deploy_id)
 
 
-def send_next_tick(deploy_id: int, state: str) -> None:
-    send_task_later(STEP_TASKS[State(state)], deploy_id)
+def send_next_tick(deploy_id: int, state: str, *, at_once: bool = False) -> None:
+    if at_once:
+        send_task(STEP_TASKS[State(state)], deploy_id)
+    else:
+        send_task_later(STEP_TASKS[State(state)], deploy_id)
 
 
 def step_moved_on(deploy_id: int, application_id: int, to_state: str) -> None:

@@ -38,8 +38,13 @@ APPLETS = (
 
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")  # Docker's rule for a tag
 
-# Busybox httpd in the foreground, serving /www; exec, so a stop's SIGTERM reaches it.
-_SERVE = f'exec httpd -f -p "${{PORT:-{DEFAULT_PORT}}}" -h /www'
+# Busybox httpd in the foreground, serving /www, under a shell that passes a stop's SIGTERM
+# on. Not exec'd: as a container's PID 1, httpd would ignore SIGTERM (the kernel drops a
+# signal PID 1 has no handler for), and every stop would wait out its stop_timeout.
+_SERVE = (
+    f'httpd -f -p "${{PORT:-{DEFAULT_PORT}}}" -h /www & '
+    'trap \'kill -TERM "$!"; wait "$!"; exit 0\' TERM; wait "$!"'
+)
 # Doubles a string until the kernel's OOM killer ends it under a hard memory limit.
 _ALLOCATE = "x=a; while true; do x=$x$x; done"
 

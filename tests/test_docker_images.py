@@ -74,6 +74,12 @@ def test_a_container_of_it_answers_http_on_the_host_network_and_turns_healthy(cl
 
     wait_until(health, timeout=60, interval=0.2, what="the container to turn healthy")
 
+    # A stop's SIGTERM ends it: PID 1 is a shell that passes the signal on and exits 0,
+    # where an exec'd httpd as PID 1 would ignore it and be killed (137) after the timeout.
+    container.stop(timeout=30)
+    container.reload()
+    assert container.attrs["State"]["ExitCode"] == 0
+
 
 def test_the_oom_variant_is_oom_killed_under_a_hard_memory_limit(client):
     tag = docker_images.demo_image(client, "3.0-test", oom=True)

@@ -73,12 +73,17 @@ class Watch:
     """One started placement to observe: the start (or restore) and the revision it brings.
 
     settled: it was out already and is watched through the soak.
+    wait: how long observe may wait for the placement to change while it is neither out nor
+    failed. A target told of changes as they happen (a Docker engine's event stream: see
+    Target.waits) uses it to answer at the change rather than at the next poll; the others
+    ignore it and answer at once.
     """
 
     placement: Any  # clusters.models.Placement
     handle: str
     revision: str
     settled: bool = False
+    wait: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -100,6 +105,9 @@ class Observation:
     # same when seen again (so they can be merged into the ledger's detail without repeats).
     # The rollout engine keeps them with record_events.
     events: tuple[dict[str, Any], ...] = ()
+    # True when observe waited out the whole Watch.wait for a change: the engine may look
+    # again at once, since the wait has spaced its calls already.
+    waited: bool = False
 
 
 def record_events(ledger: Ledger, events: Sequence[dict[str, Any]]) -> None:
@@ -152,3 +160,7 @@ class Target(Protocol):
     # image at all ('' when it could), asked of every placement before any is touched, so
     # that one refused in a late phase fails the deploy before an early phase goes out (a
     # Docker placement with no hard memory limit). Asks nothing of the outside world.
+    #
+    # Optional: `waits = True`, for a target whose observe uses Watch.wait. The engine then
+    # looks again at once after such a target starts or restores a placement (so the wait
+    # begins while the new containers come up) and after an observe that waited.

@@ -14,10 +14,13 @@ meets the one already made (409: it is adopted) and no replica is ever started t
 
 start() and restore() write what a restore needs on the ledger first (the old revision's
 image, config and count in detail["before"]), then take the first step of a rolling
-replace; each observe() takes one more step and returns: start the next batch (ECS's
-maximumPercent as max_surge, minimumHealthyPercent as min_healthy), count a container healthy
-when the engine says so (or when it has run for `grace` seconds and has no health check),
-stop old ones (the stop signal, stop_timeout, then the kill) as far as min_healthy allows. A
+replace; each observe() takes another step: start the next batch (ECS's maximumPercent as
+max_surge, minimumHealthyPercent as min_healthy), count a container healthy when the engine
+says so (or when it has run for `grace` seconds and has no health check), stop old ones (the
+stop signal, stop_timeout, then the kill) as far as min_healthy allows. Given a Watch.wait,
+observe then waits on the engine's events (docker_events.py) and takes the next step as soon
+as a container of the revision turns healthy, dies or is OOM-killed, until the placement is
+out or failed or the wait is over: the rollout moves at the engine's pace, not the poll's. A
 new container that exits, is OOM-killed or turns unhealthy fails the placement, its reason
 naming the container with the last lines of its log. What each step did comes back as
 Observation.events ({batch, containers, event, exit_code}), which `record_events` merges
@@ -39,8 +42,9 @@ import contextlib
 import functools
 import re
 import threading
+import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlparse
 
@@ -50,6 +54,7 @@ import docker.tls
 import requests
 from django.conf import settings
 
+from . import docker_events
 from .base import (
     Ledger,
     Observation,
@@ -147,6 +152,7 @@ class DockerTarget:
 
     start_word = "replace"
     instance_word = "container"
+    waits = True  # observe waits on the engine's events (base.Watch.wait)
 
     def __init__(self, host: str):
         self.host = host
@@ -227,15 +233,44 @@ class DockerTarget:
         return handle
 
     def observe(self, watches: Sequence[Watch]) -> list[Observation]:
-        answers = []
-        for watch in watches:
+        """A step of each watch; then, with Watch.wait, more steps as the engine's events
+        say something changed, until each is out or one failed or the wait is over."""
+        since = time.time()
+        steps = [self._step(watch) for watch in watches]
+        answers = [answer for answer, _ in steps]
+        wait = max((watch.wait for watch in watches), default=0.0)
+        deadline = time.monotonic() + wait
+        while wait > 0 and not any(a.progress is Progress.FAILED for a in answers):
+            going = [i for i, a in enumerate(answers) if _going(a)]
+            left = deadline - time.monotonic()
+            if not going or left <= 0:
+                break
+            due = [steps[i][1].due for i in going if steps[i][1].due is not None]
+            watched = {str(watches[i].placement.pk): watches[i].revision for i in going}
             try:
-                answers.append(
-                    Step(self, watch.placement, watch.revision, watch.handle, None).take()
-                )
-            except (TargetRefused, TargetUnavailable) as exc:
-                answers.append(Observation(Progress.PROGRESSING, error=exc))
+                with self.engine("watch the events"):
+                    woke = docker_events.changed(
+                        self.client, watched, since, min([left, *(d + 0.05 for d in due)])
+                    )
+            except (TargetRefused, TargetUnavailable):
+                woke = None  # the answers stand; the next poll looks again
+            if woke is None:
+                break
+            if not woke and time.monotonic() >= deadline:
+                answers = [replace(a, waited=True) if _going(a) else a for a in answers]
+                break
+            since = time.time()
+            for i in going:
+                steps[i] = self._step(watches[i])
+                answers[i] = _merged(answers[i], steps[i][0])
         return answers
+
+    def _step(self, watch: Watch) -> tuple[Observation, Step | None]:
+        step = Step(self, watch.placement, watch.revision, watch.handle, None)
+        try:
+            return step.take(), step
+        except (TargetRefused, TargetUnavailable) as exc:
+            return Observation(Progress.PROGRESSING, error=exc), None
 
     def image_exists(self, image: str) -> bool:
         with self.engine(f"look up the image {image}"):
@@ -326,6 +361,17 @@ class Container:
             health=health.group(1).removeprefix("health: ") if health else "",
             status=status,
         )
+
+
+def _going(answer: Observation) -> bool:
+    """Neither out nor failed, and looked at: a change is worth waiting for."""
+    return answer.progress is Progress.PROGRESSING and answer.error is None
+
+
+def _merged(earlier: Observation, later: Observation) -> Observation:
+    """The later step's answer, with the events of both (each once)."""
+    events = earlier.events + tuple(e for e in later.events if e not in earlier.events)
+    return replace(later, events=events)
 
 
 @functools.cache

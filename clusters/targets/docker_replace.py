@@ -9,7 +9,8 @@ A step reads the placement's containers from the engine and moves them one step 
 3. containers of other revisions that serve nothing (exited, sick, still starting) are
    removed at once; serving ones are stopped (stop signal, stop_timeout, kill) as far as
    min_healthy allows, counting the revision's healthy containers;
-4. missing replicas are created as far as max_surge allows: a batch.
+4. missing replicas are created as far as max_surge allows: a batch. Once one of the batch
+   has died (the engine's events say so), no more are made: the next step fails it.
 
 The step is OUT only when exactly `replicas` containers of the revision are healthy and no
 container of another revision is left. With the revision '' (nothing ran before), a step
@@ -24,6 +25,7 @@ from typing import Any
 
 import docker.errors
 
+from . import docker_events
 from .base import Observation, Progress
 from .docker_config import canonical, healthcheck_for_engine
 from .docker_replicas import (
@@ -51,6 +53,9 @@ class Step:
         self.handle = handle
         self.spec = spec
         self.events: list[dict[str, Any]] = []
+        # Seconds until a container with no health check has run its grace and counts as
+        # healthy (None: none is waiting so): no event marks that moment, so a wait ends by it.
+        self.due: float | None = None
 
     def take(self) -> Observation:
         found = self.target.replicas(self.placement)
@@ -79,6 +84,12 @@ class Step:
         extra = [r for r in mine if not 1 <= r.index <= wanted]
         mine = [r for r in mine if r not in extra]
         healthy = [r for r in mine if r.healthy(config["grace"])] if config else []
+        graced = [
+            r.grace_left(config["grace"])
+            for r in mine
+            if config and r.status == "running" and not r.health and r not in healthy
+        ]
+        self.due = max(0.0, min(graced)) if graced else None
         self.events += [
             {"batch": r.batch, "containers": [r.name], "event": "healthy"} for r in healthy
         ]
@@ -107,7 +118,11 @@ class Step:
             most = max(wanted * config["max_surge"] // 100, least + 1)
             room = max(0, most - (len(mine) + len(serving) - len(retire)))
             batch = max((r.batch for r in mine), default=0) + 1
-            made = [self._create(index, batch, spec) for index in missing[:room]]
+            began = time.time()
+            for index in missing[:room]:
+                if made and self._batch_failing(began):
+                    break  # no more of a batch that is dying: the next step fails it
+                made.append(self._create(index, batch, spec))
             if made:
                 self.events.append({"batch": batch, "containers": made, "event": "started"})
 
@@ -150,6 +165,12 @@ class Step:
         if lines:
             said.append("its last lines: " + " | ".join(lines)[-LOG_CHARS:])
         return ("; " + "; ".join(said)) if said else ""
+
+    def _batch_failing(self, since: float) -> bool:
+        """Has a container of this batch died or been OOM-killed already?"""
+        watched = {str(self.placement.pk): self.revision}
+        with self.target.engine("read the events"):
+            return docker_events.died(self.target.client, watched, since)
 
     def _create(self, index: int, batch: int, spec: dict[str, Any]) -> str:
         name = container_name(self.placement, self.revision, index)

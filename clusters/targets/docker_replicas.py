@@ -87,7 +87,11 @@ class Replica:
             return False
         if self.health:
             return self.health == "healthy"
-        return _age(self.state.get("StartedAt", "")) >= grace
+        return self.grace_left(grace) <= 0
+
+    def grace_left(self, grace: float) -> float:
+        """Seconds until a running container with no health check counts as healthy."""
+        return grace - _age(self.state.get("StartedAt", ""))
 
 
 def _age(started_at: str) -> float:

@@ -19,20 +19,24 @@ from .placements import BACK_OR_GIVEN_UP, TOUCHED, R
 from .ticks import move
 
 
-def rollback_step(deploy: Deploy) -> None:
-    """rolling_back: put every touched placement back, highest phase first, and watch it."""
+def rollback_step(deploy: Deploy) -> bool:
+    """rolling_back: put every touched placement back, highest phase first, and watch it.
+    True: the next tick should come at once (placements.look_again_at_once)."""
     rollouts = p.rows_of(deploy)
     while to_undo := [
         r for r in rollouts if r.revision_before and r.status not in BACK_OR_GIVEN_UP
     ]:
         phase = max(r.phase for r in to_undo)
         in_phase = [r for r in to_undo if r.phase == phase]
-        seen = p.observe([r for r in in_phase if r.status == R.ROLLING_BACK], back=True)
+        seen = p.observe(
+            [r for r in in_phase if r.status == R.ROLLING_BACK], back=True, wait=p.poll_wait()
+        )
         for rollout in in_phase:
             _back_one(deploy, rollout, seen.get(rollout.pk))
         if any(r.status not in BACK_OR_GIVEN_UP for r in in_phase):
-            return  # still going back: the next tick looks again
+            return p.look_again_at_once(in_phase, seen)  # still going back
     _finish(deploy, rollouts)
+    return False
 
 
 def _back_one(deploy: Deploy, rollout: ServiceRollout, seen) -> None:

@@ -38,21 +38,22 @@ def start_rollout(deploy: Deploy, build) -> None:
     )
 
 
-def deploy_step(deploy: Deploy) -> None:
-    """deploying: start or watch the lowest phase that is not out yet."""
+def deploy_step(deploy: Deploy) -> bool:
+    """deploying: start or watch the lowest phase that is not out yet. True: the next tick
+    should come at once (placements.look_again_at_once)."""
     rollouts = p.rows_of(deploy)
     if not rollouts:
         move(deploy, State.FAILED, "there is no service to deploy to: nothing was touched")
-        return
+        return False
     if not any(r.status != R.PENDING for r in rollouts) and deploy.mode != Mode.RESTORE:
         missing = p.refused(rollouts) or p.missing_image(rollouts)
         if missing:
             move(deploy, State.FAILED, f"{missing}: no service was touched")
-            return
+            return False
     while waiting := [r for r in rollouts if r.status != R.DONE]:
         phase = waiting[0].phase
         in_phase = [r for r in waiting if r.phase == phase]
-        seen = p.observe([r for r in in_phase if r.status != R.PENDING])
+        seen = p.observe([r for r in in_phase if r.status != R.PENDING], wait=p.poll_wait())
 
         def start_or_watch(rollout: ServiceRollout, seen=seen) -> None:
             if rollout.status == R.PENDING:
@@ -63,9 +64,9 @@ def deploy_step(deploy: Deploy) -> None:
         problems = p.each(deploy, in_phase, start_or_watch)
         if problems:
             move(deploy, State.ROLLING_BACK, "; ".join(problems) + ". Rolling back.")
-            return
+            return False
         if any(r.status != R.DONE for r in in_phase):
-            return  # still going out: the next tick looks again
+            return p.look_again_at_once(in_phase, seen)  # still going out
     soak = deploy.application.soak_seconds
     move(
         deploy,

@@ -131,9 +131,14 @@ def start_restore(deploy: Deploy, rollout: ServiceRollout) -> None:
 
 
 def observe(
-    rollouts: list[ServiceRollout], *, back: bool = False, settled: bool = False
+    rollouts: list[ServiceRollout],
+    *,
+    back: bool = False,
+    settled: bool = False,
+    wait: float = 0.0,
 ) -> dict[int, Observation]:
-    """What each started placement is doing, by row id: one call per target."""
+    """What each started placement is doing, by row id: one call per target. A target that
+    waits for its own changes (base.Target.waits) may take up to `wait` seconds to answer."""
     by_target: dict[int, tuple[Target, list[ServiceRollout]]] = {}
     for rollout in rollouts:
         target = target_of(rollout)
@@ -146,6 +151,7 @@ def observe(
                 handle=r.restore_handle if back else r.start_handle,
                 revision=r.revision_before if back else r.revision_made,
                 settled=settled,
+                wait=wait,
             )
             for r in rows
         ]
@@ -158,6 +164,25 @@ def observe(
                 record_events(row, answer.events)  # what the deploy page shows per batch
             seen[row.pk] = answer
     return seen
+
+
+def poll_wait() -> float:
+    """How long a waiting target may wait in one tick: the poll it stands in for."""
+    return settings.FC_ROLLOUT_POLL_SECONDS
+
+
+def look_again_at_once(rollouts: list[ServiceRollout], seen: dict[int, Observation]) -> bool:
+    """Should the next tick come at once rather than after the poll? Yes when a waiting
+    target (base.Target.waits) waited a whole poll in this tick, or has just started one of
+    these placements (not observed yet), so that its wait begins while they come up."""
+    if any(answer.waited for answer in seen.values()):
+        return True
+    return any(
+        r.pk not in seen
+        and r.status in (R.UPDATING, R.ROLLING_BACK)
+        and getattr(target_of(r), "waits", False)
+        for r in rollouts
+    )
 
 
 def judge(

@@ -20,19 +20,21 @@ log = logging.getLogger(__name__)
 
 
 def tick(deploy: Deploy, step) -> None:
-    """Run one tick of `step` under the deploy's lease, then ask for the next one."""
+    """Run one tick of `step` under the deploy's lease, then ask for the next one: after the
+    poll, or at once when the step says so (it waited on its target already)."""
     if not take_lease(deploy):
         log.info("deploy #%s: another tick is at work; this one stands down", deploy.pk)
         return
+    at_once = False
     try:
-        step(deploy)
+        at_once = bool(step(deploy))
     finally:
         # If the tick moved the deploy, the transition freed the lease and the next state's
         # tick may hold one already.
         leases.release(deploy.pk, deploy.state)
     current = Deploy.objects.filter(pk=deploy.pk).values_list("state", flat=True).first()
     if current == deploy.state:
-        dispatch.send_next_tick(deploy.pk, deploy.state)
+        dispatch.send_next_tick(deploy.pk, deploy.state, at_once=at_once)
 
 
 def take_lease(deploy: Deploy) -> bool:

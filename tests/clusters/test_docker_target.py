@@ -1,116 +1,20 @@
 """The Docker-host target against a real engine: rolling replaces, real OOM kills, exits and
 failing health checks, restores, and a worker that dies part way (tests/docker_engine.py)."""
 
-import io
-import tarfile
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 import pytest
 
-from clusters.models import Cluster, ClusterKind, Placement, PlacementKind, ProcessType, Service
 from clusters.targets import docker as docker_target
 from clusters.targets import target_for
 from clusters.targets.base import Progress, TargetRefused, Watch, record_events
 from clusters.targets.docker_config import normalize
 from clusters.targets.docker_replace import Step
-from clusters.targets.docker_replicas import PLACEMENT, REPLICA, REVISION, SPEC
-from deploys.models import Application
+from clusters.targets.docker_replicas import REPLICA, REVISION, SPEC
+
+from .docker_world import FAST, Ledger, containers, web
 
 pytestmark = pytest.mark.docker
-
-BUSYBOX = Path("/usr/bin/busybox")
-APPLETS = ("sh", "sleep", "echo", "cat", "httpd", "wget", "false")
-PORT = 8080  # each container has its own network namespace (network "none"): no clashes
-HEALTHY = {"test": ["CMD", "wget", "-q", "-O", "-", f"http://127.0.0.1:{PORT}/"]}
-FAST = {"interval": 0.2, "timeout": 1, "retries": 2}
-
-
-@dataclass
-class Ledger:
-    """The Ledger protocol in memory, counting its writes."""
-
-    revision_before: str = ""
-    revision_made: str = ""
-    start_handle: str = ""
-    restore_handle: str = ""
-    detail: dict[str, Any] = field(default_factory=dict)
-    commit: str = ""
-    writes: list[dict[str, Any]] = field(default_factory=list)
-
-    def write(self, **fields: Any) -> None:
-        for name, value in fields.items():
-            setattr(self, name, value)
-        self.writes.append(fields)
-
-
-def busybox_image(client, repository: str) -> str:
-    """Debian's static busybox with the applets the tests use and a page to serve."""
-    if not BUSYBOX.exists():
-        pytest.skip("busybox-static is not installed (apt-get install busybox-static)")
-    data = io.BytesIO()
-    with tarfile.open(fileobj=data, mode="w") as tar:
-        tar.add(BUSYBOX, arcname="bin/busybox")
-        for applet in APPLETS:
-            link = tarfile.TarInfo(f"bin/{applet}")
-            link.type, link.linkname = tarfile.SYMTYPE, "busybox"
-            tar.addfile(link)
-        page = b"hello\n"
-        info = tarfile.TarInfo("www/index.html")
-        info.size = len(page)
-        tar.addfile(info, io.BytesIO(page))
-    client.api.import_image_from_data(data.getvalue(), repository=repository, tag="1")
-    return f"{repository}:1"
-
-
-def web(version: str, **more) -> dict[str, Any]:
-    """Three busybox httpd replicas, healthy once they answer."""
-    return {
-        "replicas": 3,
-        "command": ["httpd", "-f", "-p", str(PORT), "-h", "/www"],
-        "env": {"VERSION": version},
-        "network": "none",
-        "healthcheck": {**HEALTHY, **FAST},
-        "memory": "32m",
-        "stop_timeout": 1,
-        "grace": 0.5,
-        **more,
-    }
-
-
-@pytest.fixture
-def engine(docker_engine):
-    client = docker_engine.client()
-    yield client
-    for container in client.containers.list(all=True, filters={"label": PLACEMENT}):
-        container.remove(force=True)
-    client.close()
-    docker_target.forget_clients()
-
-
-@pytest.fixture
-def image(engine, request):
-    return busybox_image(engine, f"fc-test-{request.node.name.split('[')[0][5:40]}".lower())
-
-
-@pytest.fixture
-def placement(db, docker_engine):
-    app = Application.objects.create(
-        slug="shop", name="Shop", git_remote_url="/nowhere.git", default_branch="main"
-    )
-    cluster = Cluster.objects.create(
-        name="docker-host-1", kind=ClusterKind.DOCKER, docker_host=docker_engine.host
-    )
-    service = Service.objects.create(application=app, name="web", process_type=ProcessType.WEB)
-    return Placement.objects.create(
-        service=service, cluster=cluster, kind=PlacementKind.DOCKER, docker_config=web("1")
-    )
-
-
-def containers(engine, placement) -> list:
-    return engine.containers.list(all=True, filters={"label": f"{PLACEMENT}={placement.pk}"})
 
 
 def drive(target, watch: Watch, ledger: Ledger, timeout: float = 45.0, check=None):

@@ -1,0 +1,74 @@
+"""What the Docker target's tests share: a busybox image made here, a placement's config, a
+Ledger in memory (the fixtures that use them are in conftest.py)."""
+
+import io
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from clusters.targets.docker_replicas import PLACEMENT
+
+BUSYBOX = Path("/usr/bin/busybox")
+APPLETS = ("sh", "sleep", "echo", "cat", "httpd", "wget", "false")
+PORT = 8080  # each container has its own network namespace (network "none"): no clashes
+HEALTHY = {"test": ["CMD", "wget", "-q", "-O", "-", f"http://127.0.0.1:{PORT}/"]}
+FAST = {"interval": 0.2, "timeout": 1, "retries": 2}
+
+
+@dataclass
+class Ledger:
+    """The Ledger protocol in memory, counting its writes."""
+
+    revision_before: str = ""
+    revision_made: str = ""
+    start_handle: str = ""
+    restore_handle: str = ""
+    detail: dict[str, Any] = field(default_factory=dict)
+    commit: str = ""
+    writes: list[dict[str, Any]] = field(default_factory=list)
+
+    def write(self, **fields: Any) -> None:
+        for name, value in fields.items():
+            setattr(self, name, value)
+        self.writes.append(fields)
+
+
+def busybox_image(client, repository: str) -> str:
+    """Debian's static busybox with the applets the tests use and a page to serve."""
+    if not BUSYBOX.exists():
+        pytest.skip("busybox-static is not installed (apt-get install busybox-static)")
+    data = io.BytesIO()
+    with tarfile.open(fileobj=data, mode="w") as tar:
+        tar.add(BUSYBOX, arcname="bin/busybox")
+        for applet in APPLETS:
+            link = tarfile.TarInfo(f"bin/{applet}")
+            link.type, link.linkname = tarfile.SYMTYPE, "busybox"
+            tar.addfile(link)
+        page = b"hello\n"
+        info = tarfile.TarInfo("www/index.html")
+        info.size = len(page)
+        tar.addfile(info, io.BytesIO(page))
+    client.api.import_image_from_data(data.getvalue(), repository=repository, tag="1")
+    return f"{repository}:1"
+
+
+def web(version: str, **more) -> dict[str, Any]:
+    """Three busybox httpd replicas, healthy once they answer."""
+    return {
+        "replicas": 3,
+        "command": ["httpd", "-f", "-p", str(PORT), "-h", "/www"],
+        "env": {"VERSION": version},
+        "network": "none",
+        "healthcheck": {**HEALTHY, **FAST},
+        "memory": "32m",
+        "stop_timeout": 1,
+        "grace": 0.5,
+        **more,
+    }
+
+
+def containers(engine, placement) -> list:
+    return engine.containers.list(all=True, filters={"label": f"{PLACEMENT}={placement.pk}"})
