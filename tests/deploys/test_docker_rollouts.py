@@ -45,7 +45,7 @@ from deploys.models import Application, Deploy, RolloutStatus
 from deploys.rollout.forward import start_rollout
 from deploys.states import State
 from devtools.docker_images import NoBusybox, base_image
-from tests.clusters import test_docker_target as target_tests
+from tests.clusters import conftest as target_fixtures
 from tests.clusters.docker_world import Ledger
 from tests.deploys import test_rollout_worker_killed as killed
 from tests.deploys.test_rollout_worker_killed import (
@@ -108,7 +108,7 @@ def web_config(**more) -> dict[str, Any]:
 
 
 # The engine's client, with every placement's container removed afterwards.
-engine = target_tests.engine
+engine = target_fixtures.engine
 
 
 @pytest.fixture
