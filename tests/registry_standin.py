@@ -40,14 +40,19 @@ How it mirrors a registry (read this before trusting a result)
   anyway).
 * ``outage = 503`` makes every ``/v2/`` request answer that status; ``token_outage`` likewise
   for ``/token``. ``requests`` holds every request seen (method, path with query, headers).
-* Not modelled: token expiry and refresh tokens (``POST /token``), push, blobs, the catalog,
-  tags/list, pagination, TLS.
+* Blobs, for an image stored with ``push_image`` (a root filesystem's tar and a config), so a
+  Docker engine can pull it: ``HEAD`` and ``GET /v2/<name>/blobs/<digest>`` answer 200 with
+  ``Docker-Content-Digest`` under the same authentication as manifests, 404 ``BLOB_UNKNOWN``
+  otherwise. The layer is served gzipped, as ``docker push`` stores it.
+* Not modelled: token expiry and refresh tokens (``POST /token``), push over HTTP, the
+  catalog, tags/list, pagination, range requests, TLS.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import gzip
 import hashlib
 import json
 import re
@@ -70,6 +75,9 @@ _CONFIG = {
     OCI_MANIFEST: "application/vnd.oci.image.config.v1+json",
 }
 _MANIFEST_PATH = re.compile(r"^/v2/(?P<name>.+)/manifests/(?P<reference>[^/]+)$")
+_BLOB_PATH = re.compile(r"^/v2/(?P<name>.+)/blobs/(?P<digest>sha256:[a-f0-9]{64})$")
+IMAGE_CONFIG = "application/vnd.docker.container.image.v1+json"
+GZIP_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 
 
 @dataclass
@@ -85,6 +93,7 @@ class _Repository:
     readers: set[str] | None  # None: every user
     manifests: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # digest: type, body
     tags: dict[str, str] = field(default_factory=dict)  # tag: digest
+    blobs: dict[str, bytes] = field(default_factory=dict)  # digest: body
 
 
 def _digest(body: bytes) -> str:
@@ -204,6 +213,56 @@ class RegistryStandin:
             repository.tags[tag] = digest
             return digest
 
+    def push_image(
+        self,
+        name: str,
+        tag: str,
+        *,
+        layer: bytes,
+        config: dict,
+        private: bool = False,
+        readers: set[str] | None = None,
+    ) -> str:
+        """Store a pullable image under `name:tag`: `layer`, an uncompressed tar of its root
+        filesystem; `config`, the image's run config (Cmd, Env, ...). Returns the digest of its
+        Docker v2 manifest."""
+        compressed = gzip.compress(layer, mtime=0)
+        image_config = json.dumps(
+            {
+                "architecture": "amd64",
+                "os": "linux",
+                "config": config,
+                "rootfs": {"type": "layers", "diff_ids": [_digest(layer)]},
+            }
+        ).encode()
+        body = json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": DOCKER_MANIFEST,
+                "config": {
+                    "mediaType": IMAGE_CONFIG,
+                    "size": len(image_config),
+                    "digest": _digest(image_config),
+                },
+                "layers": [
+                    {
+                        "mediaType": GZIP_LAYER,
+                        "size": len(compressed),
+                        "digest": _digest(compressed),
+                    }
+                ],
+            }
+        ).encode()
+        digest = _digest(body)
+        with self._lock:
+            repository = self._repositories.setdefault(name, _Repository(private, readers))
+            repository.private, repository.readers = private, readers
+            repository.blobs[_digest(image_config)] = image_config
+            repository.blobs[_digest(compressed)] = compressed
+            repository.manifests[digest] = (DOCKER_MANIFEST, body)
+            repository.tags[tag] = digest
+        return digest
+
     # What the handler asks.
 
     def _may_pull(self, user: str | None, name: str) -> bool:
@@ -312,15 +371,27 @@ class _Handler(BaseHTTPRequestHandler):
         if standin.outage:
             return _errors(standin.outage, "UNAVAILABLE", "service unavailable")
         match = _MANIFEST_PATH.match(path)
-        name = match["name"] if match else None
+        blob = _BLOB_PATH.match(path)
+        name = match["name"] if match else blob["name"] if blob else None
         refusal = self._refusal(name)
         if refusal is not None:
             return refusal
         if path == "/v2/":
             return _Answer(200, b"{}", {"Content-Type": "application/json"})
+        if blob is not None:
+            return self._blob(blob["name"], blob["digest"])
         if match is None:
             return _Answer(404, b"404 page not found\n", {"Content-Type": "text/plain"})
         return self._manifest(name, match["reference"])
+
+    def _blob(self, name: str, digest: str) -> _Answer:
+        with self.standin._lock:
+            repository = self.standin._repositories.get(name)
+            body = repository.blobs.get(digest) if repository else None
+        if body is None:
+            return _errors(404, "BLOB_UNKNOWN", "blob unknown to registry", digest)
+        headers = {"Content-Type": "application/octet-stream", "Docker-Content-Digest": digest}
+        return _Answer(200, body, headers)
 
     def _refusal(self, name: str | None) -> _Answer | None:
         """The 401 for a request that may not see `name` (or /v2/ itself), or None."""

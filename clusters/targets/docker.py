@@ -26,9 +26,10 @@ naming the container with the last lines of its log. What each step did comes ba
 Observation.events ({batch, containers, event, exit_code}), which `record_events` merges
 into a ledger's detail["events"] (base.record_events; the rollout engine does it too).
 
-Containers not labelled by Fat Controller are never touched. Images are looked for on the
-host only (client.images.get); pulling from a registry with credentials from the
-environment is not done yet.
+Containers not labelled by Fat Controller are never touched. An image is looked for on the
+host; one that names its registry (ghcr.io/team/shop:1) and is not there is looked up in
+that registry and pulled before anything changes, with the registry's credentials from the
+environment (FC_REGISTRY_USER_<HOST> / FC_REGISTRY_PASSWORD_<HOST>: registry.py).
 
 Environment (fatcontroller/settings.py): FC_DOCKER_TIMEOUT, each call's timeout; for a tcp://
 engine, FC_DOCKER_TLS_CA, FC_DOCKER_TLS_CERT and FC_DOCKER_TLS_KEY, the paths of its CA
@@ -54,7 +55,7 @@ import docker.tls
 import requests
 from django.conf import settings
 
-from . import docker_events
+from . import docker_events, registry
 from .base import (
     Ledger,
     Observation,
@@ -273,12 +274,41 @@ class DockerTarget:
             return Observation(Progress.PROGRESSING, error=exc), None
 
     def image_exists(self, image: str) -> bool:
+        """On the host; or, for an image that names its registry, pullable from it: then it
+        is pulled now, with that registry's FC_REGISTRY_* credentials (registry.py), so that
+        nothing is changed before it is there. An image with no registry in its name (Docker
+        Hub implied) is looked for on the host only: the demo's images are made there."""
+        if self._on_host(image):
+            return True
+        if not registry.names_registry(image) or not registry.image_in_registry(image):
+            return False
+        self._pull(image)
+        return True
+
+    def _on_host(self, image: str) -> bool:
         with self.engine(f"look up the image {image}"):
             try:
                 self.client.images.get(image)
             except docker.errors.ImageNotFound:
                 return False
         return True
+
+    def _pull(self, image: str) -> None:
+        ref = registry.parse_reference(image)
+        credentials = registry.credentials_for(ref.host)
+        auth = {"username": credentials[0], "password": credentials[1]} if credentials else None
+        repository, tag = f"{ref.host}/{ref.name}", ref.reference
+        with self.engine(f"pull {image}"):
+            for progress in self.client.api.pull(
+                repository, tag=tag, auth_config=auth, stream=True, decode=True
+            ):
+                if isinstance(progress, dict) and progress.get("error"):
+                    raise TargetUnavailable(
+                        f"the Docker engine on {self.host} could not pull {image}: "
+                        f"{str(progress['error'])[:300]}"
+                    )
+        if not self._on_host(image):
+            raise TargetUnavailable(f"{image} was pulled but is not on {self.host}")
 
     # ---------------------------------------------------------------------- reading
 

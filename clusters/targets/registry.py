@@ -85,6 +85,13 @@ class Reference:
         return f"{scheme}://{self.host}/v2/{self.name}/manifests/{self.reference}"
 
 
+def names_registry(image: str) -> bool:
+    """Does the image name its registry (ghcr.io/team/shop, localhost:5000/x), rather than
+    leave Docker Hub to be implied (team/shop, nginx)?"""
+    first, slash, _ = image.partition("/")
+    return bool(slash) and ("." in first or ":" in first or first == "localhost")
+
+
 def parse_reference(image: str) -> Reference:
     """Read `image` as Docker does; TargetRefused when it has no tag or is malformed."""
     rest, at, digest = image.partition("@")
@@ -123,7 +130,7 @@ def credential_variables(host: str) -> tuple[str, str]:
 def image_in_registry(image: str) -> bool:
     """Is the manifest `image` names in its registry? See the module docstring."""
     ref = parse_reference(image)
-    credentials = _credentials(ref.host)
+    credentials = credentials_for(ref.host)
     answer = _head(ref)
     if answer.status_code == 401:
         answer = _head(ref, **_authenticate(ref, image, answer, credentials))
@@ -139,7 +146,8 @@ def image_in_registry(image: str) -> bool:
     raise TargetRefused(f"the registry {ref.host} answered {code} for {image}")
 
 
-def _credentials(host: str) -> tuple[str, str] | None:
+def credentials_for(host: str) -> tuple[str, str] | None:
+    """(user, password) for a registry host from the environment, or None when not set."""
     user_var, password_var = credential_variables(host)
     user, password = os.environ.get(user_var, ""), os.environ.get(password_var, "")
     if bool(user) != bool(password):

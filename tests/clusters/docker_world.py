@@ -38,6 +38,13 @@ class Ledger:
 
 def busybox_image(client, repository: str) -> str:
     """Debian's static busybox with the applets the tests use and a page to serve."""
+    client.api.import_image_from_data(busybox_rootfs(), repository=repository, tag="1")
+    return f"{repository}:1"
+
+
+def busybox_rootfs(marker: str = "") -> bytes:
+    """That image's root filesystem, as a tar; a `marker` (in /marker) makes its layer one no
+    other image shares."""
     if not BUSYBOX.exists():
         pytest.skip("busybox-static is not installed (apt-get install busybox-static)")
     data = io.BytesIO()
@@ -47,12 +54,12 @@ def busybox_image(client, repository: str) -> str:
             link = tarfile.TarInfo(f"bin/{applet}")
             link.type, link.linkname = tarfile.SYMTYPE, "busybox"
             tar.addfile(link)
-        page = b"hello\n"
-        info = tarfile.TarInfo("www/index.html")
-        info.size = len(page)
-        tar.addfile(info, io.BytesIO(page))
-    client.api.import_image_from_data(data.getvalue(), repository=repository, tag="1")
-    return f"{repository}:1"
+        for name, text in (("www/index.html", "hello\n"), ("marker", marker)):
+            if text:
+                info = tarfile.TarInfo(name)
+                info.size = len(text.encode())
+                tar.addfile(info, io.BytesIO(text.encode()))
+    return data.getvalue()
 
 
 def web(version: str, **more) -> dict[str, Any]:
