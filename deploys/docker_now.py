@@ -21,6 +21,7 @@ from django.conf import settings
 
 from clusters import targets
 from clusters.models import Placement, PlacementKind
+from lib.urls import redact_text
 
 log = logging.getLogger(__name__)
 
@@ -78,5 +79,7 @@ def _ask(placement: Placement, timeout: float) -> EngineAnswer:
         target = targets.target_for(placement)
         return EngineAnswer(host, containers=target.containers(placement, timeout=timeout))
     except Exception as exc:  # noqa: BLE001 - any failure is the row's to say, not a 500
-        log.info("the Docker host %s did not answer for placement %s: %s", host, placement.pk, exc)
-        return EngineAnswer(host, problem=str(exc)[:300] or type(exc).__name__)
+        # Redacted like every URL shown: an engine's error may quote the address it used.
+        said = redact_text(str(exc))[:300]
+        log.info("the Docker host %s did not answer for placement %s: %s", host, placement.pk, said)
+        return EngineAnswer(host, problem=said or type(exc).__name__)
