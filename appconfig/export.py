@@ -23,6 +23,7 @@ from .schema import (
     DOCKER_DEFAULTS,
     DOCKER_DURATIONS,
     HEALTH_CHECK_DURATIONS,
+    MEMORY_GUARDS,
     format_duration,
 )
 
@@ -32,6 +33,8 @@ def export_app_config_data(application: Application) -> dict:
     data: dict[str, Any] = {"application": application.slug}
     for path, name, kind in APPLICATION_FIELDS:
         value = getattr(application, name)
+        if kind == "memory_guard" and value == MEMORY_GUARDS[0]:
+            continue  # the default, left out so that files written before it stay the same
         if kind in ("positive_duration", "duration"):
             value = format_duration(value)
         elif kind == "minutes":

@@ -49,6 +49,7 @@ from .schema import (
     HEALTH_CHECK_KEYS,
     LEGACY_PLACEMENT_KEYS,
     MAX_INTEGER,
+    MEMORY_GUARDS,
     MIGRATION_KEYS,
     MIGRATION_PHASE_KEYS,
     PLACEMENT_KEYS,
@@ -265,6 +266,8 @@ class _Parser:
             return command
         if kind == "backend":
             return self.choice(value, path, BACKENDS)
+        if kind == "memory_guard":
+            return self.choice(value, path, MEMORY_GUARDS)
         if kind == "positive_duration":
             return self.duration(value, path, positive=True)
         if kind == "duration":

@@ -32,7 +32,8 @@ TOP_KEYS = (
     "migration",
 )
 BUILD_KEYS = ("backend", "command", "jenkins_job", "timeout", "hold_window", "auto_retries")
-ROLLOUT_KEYS = ("phase_timeout", "soak")
+ROLLOUT_KEYS = ("phase_timeout", "soak", "memory_guard")
+MEMORY_GUARDS = ("refuse", "warn")
 CLUSTER_KEYS = ("region", "arn", "docker_host")
 SERVICE_KEYS = ("name", "process_type", "phase", "health_check_url", "placements")
 ECS_PLACEMENT_KEYS = ("cluster", "ecs_service", "container")
@@ -93,6 +94,7 @@ APPLICATION_FIELDS = (
     ("image_repository", "image_repository", "image"),
     ("rollout.phase_timeout", "phase_timeout_seconds", "positive_duration"),
     ("rollout.soak", "soak_seconds", "duration"),
+    ("rollout.memory_guard", "memory_guard", "memory_guard"),
 )
 
 _DURATION = re.compile(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
@@ -170,6 +172,7 @@ class AppConfig:
     image_repository: str | None = None
     phase_timeout_seconds: int | None = None
     soak_seconds: int | None = None
+    memory_guard: str | None = None
     clusters: dict[str, ClusterConfig] = field(default_factory=dict)
     services: list[ServiceConfig] = field(default_factory=list)
     migration: MigrationConfig | None = None  # None: no plan (an existing one is removed)

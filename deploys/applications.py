@@ -336,4 +336,10 @@ def settings_summary(application: Application) -> list[tuple[str, str]]:
         ("Image repository", application.image_repository or "not set"),
         ("Phase timeout", in_words(application.phase_timeout_seconds)),
         ("Soak", in_words(application.soak_seconds)),
+        (
+            "Memory guard",
+            "refuses a revision that breaks it"
+            if application.memory_guard == "refuse"
+            else "warns on the timeline, and deploys",
+        ),
     ]

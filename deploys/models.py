@@ -57,6 +57,14 @@ class Application(models.Model):
     soak_seconds = models.PositiveIntegerField(
         default=60, help_text="How long the new release is watched after the last phase."
     )
+    memory_guard = models.CharField(
+        max_length=10,
+        choices=[("refuse", "refuse"), ("warn", "warn")],
+        default="refuse",
+        help_text="What a revision that breaks the memory guard (no hard memory limit, a "
+        "reservation above it, tasks that do not fit) does: refuse fails the deploy before "
+        "anything changes; warn says so on the timeline and deploys.",
+    )
     locked = models.BooleanField(
         default=False, help_text="A locked application queues deploys but starts none."
     )

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import re
 import threading
 import time
@@ -55,6 +56,7 @@ import docker.tls
 import requests
 from django.conf import settings
 
+from ..memory_guard import fit_problem
 from . import docker_events, registry
 from .base import (
     Ledger,
@@ -68,6 +70,8 @@ from .base import (
 from .docker_config import ConfigError, normalize, revision_of
 from .docker_replace import Step
 from .docker_replicas import PLACEMENT, REPLICA, REVISION, Replica
+
+MIB = 1024 * 1024
 
 # ------------------------------------------------------------------------ the engine
 
@@ -190,6 +194,33 @@ class DockerTarget:
         except ConfigError as exc:
             return str(exc)
         return ""
+
+    def memory_problems(self, placement) -> list[str]:
+        """The memory guard's fit (clusters/memory_guard.py): the containers a replace starts
+        beside the running ones (its surge) must fit the host's memory less every running
+        container's hard limit. The hard limit itself is the config's (refusal)."""
+        try:
+            config = normalize(placement.docker_config, container=who(placement))
+        except ConfigError:
+            return []  # refusal says why
+        with self.engine("read the host's memory"):
+            total = int(self.client.info().get("MemTotal") or 0)
+            running = self.client.api.containers(filters={"status": "running"})
+            limits = [
+                int(self.client.api.inspect_container(c["Id"])["HostConfig"].get("Memory") or 0)
+                for c in running
+            ]
+        if not total:
+            return []
+        surge = max(1, math.ceil(config["replicas"] * (config["max_surge"] - 100) / 100))
+        problem = fit_problem(
+            self.name(placement),
+            desired=min(surge, config["replicas"]),
+            each=math.ceil(config["memory"] / MIB),
+            left={placement.cluster.name: max(0, total - sum(limits)) // MIB},
+            hosts_word="Docker host, less the running containers' hard limits",
+        )
+        return [problem] if problem else []
 
     def start(self, placement, image: str, ledger: Ledger) -> str:
         spec = spec_of(placement, image)  # refused before anything changes

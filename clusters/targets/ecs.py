@@ -43,6 +43,7 @@ from django.conf import settings
 
 from monitoring.metrics import counts_errors
 
+from . import ecs_memory
 from .base import (
     Ledger,
     Observation,
@@ -291,6 +292,10 @@ class EcsTarget:
 
     def image_exists(self, image: str) -> bool:
         return image_exists(image)
+
+    def memory_problems(self, placement) -> list[str]:
+        """The memory guard for the revision a start would make (ecs_memory.py)."""
+        return ecs_memory.memory_problems(self, placement)
 
     # ---------------------------------------------------------------- watching
 

@@ -50,6 +50,8 @@ def deploy_step(deploy: Deploy) -> bool:
         if missing:
             move(deploy, State.FAILED, f"{missing}: no service was touched")
             return False
+        if not _memory_guard_passes(deploy, rollouts):
+            return False
     while waiting := [r for r in rollouts if r.status != R.DONE]:
         phase = waiting[0].phase
         in_phase = [r for r in waiting if r.phase == phase]
@@ -75,6 +77,24 @@ def deploy_step(deploy: Deploy) -> bool:
         + ("finishing" if deploy.mode == Mode.RESTORE else "merging"),
         verify_until=timezone.now() + timedelta(seconds=soak),
     )
+
+
+def _memory_guard_passes(deploy: Deploy, rollouts: list[ServiceRollout]) -> bool:
+    """The memory guard, before anything is touched: by the application's setting, a problem
+    fails the deploy (refuse) or is said on the timeline (warn)."""
+    problems = p.memory_problems(rollouts)
+    if not problems:
+        return True
+    said = "; ".join(problems)
+    if deploy.application.memory_guard == "warn":
+        p.record_event(deploy, f"memory guard (a warning: rollout.memory_guard is warn): {said}")
+        return True
+    move(
+        deploy,
+        State.FAILED,
+        f"the memory guard refused the revision: {said}; no service was touched",
+    )
+    return False
 
 
 def _watch(deploy: Deploy, rollout: ServiceRollout, seen) -> None:

@@ -243,6 +243,21 @@ def refused(rollouts: list[ServiceRollout]) -> str | None:
     return "; ".join(reasons) or None
 
 
+def memory_problems(rollouts: list[ServiceRollout]) -> list[str]:
+    """What the memory guard (clusters/memory_guard.py) finds wrong, asked of every placement
+    whose target has it (an optional `memory_problems`) before any is touched."""
+    problems = []
+    for rollout in rollouts:
+        check = getattr(target_of(rollout), "memory_problems", None)
+        if check is None:
+            continue
+        try:
+            problems += check(rollout.placement)
+        except TargetError as exc:
+            problems.append(f"could not check the memory of {name_of(rollout)}: {exc}")
+    return problems
+
+
 def missing_image(rollouts: list[ServiceRollout]) -> str | None:
     """Why the image cannot be deployed, asked of each target once; None when it can."""
     asked = set()

@@ -79,6 +79,12 @@ def test_the_api_gives_the_config(application, user):
     assert body["application"] == "demo-shop"
     assert body["build"]["timeout"] == "30m"
     assert body["rollout"] == {"phase_timeout": "10m", "soak": "1m"}
+
+    application.memory_guard = "warn"  # written only when it is not the default, refuse
+    application.save(update_fields=["memory_guard"])
+    warned = export_app_config_data(application)
+    assert warned["rollout"]["memory_guard"] == "warn"
+    assert parse_app_config(yaml.safe_dump(warned)).memory_guard == "warn"
     assert body["clusters"]["demo"]["region"] == "us-east-1"
     assert [s["name"] for s in body["services"]] == ["worker", "poller", "static", "web"]
     assert body["services"][0]["placements"] == [

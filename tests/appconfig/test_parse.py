@@ -143,6 +143,10 @@ def second_worker(placement):
         ),
         (set_in(["rollout"], "10m"), "rollout: must be a mapping, not str '10m'"),
         (
+            set_in(["rollout", "memory_guard"], "off"),
+            "rollout.memory_guard: 'off' is not one of refuse, warn",
+        ),
+        (
             set_in(["rollout", "soak"], "1 minute"),
             "rollout.soak: str '1 minute' is not a duration: write 90s, 10m, 1h, 1h30m or a "
             "whole number of seconds",

@@ -210,3 +210,15 @@ def test_a_retried_create_adopts_the_container_already_made(engine, image, place
 
     assert first == again
     assert [c.name for c in containers(engine, placement)] == [first]
+
+
+def test_containers_that_do_not_fit_the_hosts_memory_are_a_memory_guard_problem(engine, placement):
+    target = target_for(placement)
+    assert target.memory_problems(placement) == []  # 3 x 32m, on any host that runs tests
+
+    placement.docker_config = web("1", memory="4096g")
+    (problem,) = target.memory_problems(placement)
+
+    assert problem.startswith("web on docker-host-1: 3 x 4194304 MiB do not fit the memory")
+    assert "left on its Docker host, less the running containers' hard limits" in problem
+    assert problem.endswith("room for 0")

@@ -158,6 +158,7 @@ def test_the_page_shows_the_settings(logged_in, application):
         build_hold_minutes=15,
         build_backend="jenkins",
         jenkins_job="shop-ci",
+        memory_guard="warn",
     )
     html = page_of(logged_in, application)
     facts = dict(re.findall(r"<dt>(.*?)</dt><dd>(.*?)</dd>", html))
@@ -167,6 +168,7 @@ def test_the_page_shows_the_settings(logged_in, application):
     assert facts["Phase timeout"] == "15 min"
     assert facts["Soak"] == "1 min 30 s"
     assert facts["Hold window after a failed build"] == "15 min"
+    assert facts["Memory guard"] == "warns on the timeline, and deploys"
     assert facts["Git remote"] == str(application.git_remote_url)
 
 

@@ -4,6 +4,7 @@ The pipeline runs in this process: `drive` runs each step a worker would run, an
 `rollout_rounds` moves the simulated ECS clock and runs the ticks the rollout asked for.
 """
 
+import json
 from datetime import timedelta
 
 import boto3
@@ -607,3 +608,93 @@ def test_a_worker_dying_while_the_rollout_rows_are_made_leaves_none_not_some(
     monkeypatch.setattr(p, "rollout_placements", real)
     assert len(p.rows_of(deploy)) == len(SERVICES)
     assert len(p.rows_of(deploy)) == len(SERVICES)  # made once, whoever asks again
+
+
+# ------------------------------------------------------------------ the memory guard
+
+
+def serve_revision(ecs, simulator, name: str, **container) -> str:
+    """Make the service run a new revision of its family whose container is `container`."""
+    arn = ecs.register_task_definition(
+        family=name,
+        networkMode="bridge",
+        containerDefinitions=[
+            {"name": "app", "image": f"{REPOSITORY}:base", "essential": True, **container}
+        ],
+    )["taskDefinition"]["taskDefinitionArn"]
+    ecs.update_service(cluster="demo", service=name, taskDefinition=arn)
+    simulator.advance(30)
+    return arn.rsplit("/", 1)[-1]
+
+
+def revisions(ecs) -> dict[str, tuple[str, int]]:
+    """Each service's revision and how many revisions its family has."""
+    return {
+        name: (
+            service_revision(ecs, name),
+            len(ecs.list_task_definitions(familyPrefix=name)["taskDefinitionArns"]),
+        )
+        for name in SERVICES
+    }
+
+
+@pytest.mark.parametrize(
+    ("container", "said"),
+    [
+        ({"memoryReservation": 128}, "container app has no hard memory limit"),
+        ({"memory": 256, "memoryReservation": 512}, "reserves 512 MiB"),
+    ],
+)
+def test_a_revision_breaking_the_memory_guard_fails_before_any_service_is_touched(
+    shop, user, ecs, simulator, sent_tasks, drive, django_capture_on_commit_callbacks,
+    container, said,
+):  # fmt: skip
+    serve_revision(ecs, simulator, "shop-web", **container)  # phase 2: phase 1 is fine
+    before = revisions(ecs)
+    deploy = queue_and_build(shop, user, sent_tasks, django_capture_on_commit_callbacks)
+
+    deploy = rollout_rounds(deploy, simulator, sent_tasks, drive)
+
+    assert deploy.state == State.FAILED
+    message = why_it_moved(deploy, State.FAILED)
+    assert message.startswith("the memory guard refused the revision: shop-web on demo")
+    assert said in message and "no service was touched" in message
+    assert revisions(ecs) == before  # no service updated, no revision registered
+
+
+def test_tasks_that_do_not_fit_the_instances_memory_are_refused_with_the_numbers(
+    shop, user, ecs, simulator, sent_tasks, drive, django_capture_on_commit_callbacks
+):
+    ec2 = boto3.client("ec2", region_name=REGION)
+    image_id = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    host = ec2.run_instances(ImageId=image_id, MinCount=1, MaxCount=1)["Instances"][0]
+    ecs.register_container_instance(
+        cluster="demo", instanceIdentityDocument=json.dumps({"instanceId": host["InstanceId"]})
+    )
+    serve_revision(ecs, simulator, "shop-web", memory=4096)  # two of them; 7482 MiB is left
+    before = revisions(ecs)
+    deploy = queue_and_build(shop, user, sent_tasks, django_capture_on_commit_callbacks)
+
+    deploy = rollout_rounds(deploy, simulator, sent_tasks, drive)
+
+    assert deploy.state == State.FAILED
+    message = why_it_moved(deploy, State.FAILED)
+    assert "shop-web on demo: 2 x 4096 MiB do not fit" in message
+    assert f"{host['InstanceId']} 7482 MiB" in message and "room for 1" in message
+    assert revisions(ecs) == before
+
+
+def test_with_the_guard_set_to_warn_the_problem_is_said_and_the_deploy_goes_out(
+    shop, user, ecs, simulator, sent_tasks, drive, django_capture_on_commit_callbacks
+):
+    Application.objects.filter(pk=shop.pk).update(memory_guard="warn")
+    serve_revision(ecs, simulator, "shop-web", memoryReservation=128)
+    deploy = queue_and_build(shop, user, sent_tasks, django_capture_on_commit_callbacks)
+
+    deploy = rollout_rounds(deploy, simulator, sent_tasks, drive)
+
+    assert deploy.state == State.SUCCEEDED
+    warnings = [e.message for e in deploy.events.all() if "memory guard" in e.message]
+    assert len(warnings) == 1
+    assert warnings[0].startswith("memory guard (a warning: rollout.memory_guard is warn)")
+    assert "container app has no hard memory limit" in warnings[0]
