@@ -54,6 +54,8 @@ def export_app_config_data(application: Application) -> dict:
         c.name: {"docker_host": c.docker_host}
         if c.kind == ClusterKind.DOCKER
         else {"region": c.region, "arn": c.arn}
+        # Written only when set, so that files from before it stay the same.
+        | ({"drain_disconnected": True} if c.drain_disconnected else {})
         for c in sorted(clusters, key=lambda c: c.name)
     }
     data["services"] = []

@@ -310,11 +310,20 @@ class _Parser:
                     _join(path, "arn"),
                     f"is in region {match.group(1)}, but the cluster's region is {region}",
                 )
-        return ClusterConfig(name=name, region=region, arn=arn)
+        drain = None
+        if "drain_disconnected" in known:
+            drain = known["drain_disconnected"]
+            if not isinstance(drain, bool):
+                self.error(
+                    _join(path, "drain_disconnected"),
+                    f"must be true or false, not {_describe_value(drain)}",
+                )
+                drain = None
+        return ClusterConfig(name=name, region=region, arn=arn, drain_disconnected=drain)
 
     def docker_host(self, name, known, path) -> ClusterConfig | None:
         """A Docker host: its engine's address only; TLS settings come from the environment."""
-        others = [key for key in ("region", "arn") if key in known]
+        others = [key for key in ("region", "arn", "drain_disconnected") if key in known]
         if others:
             self.error(path, f"a Docker host takes only docker_host, not {', '.join(others)}")
         key_path = _join(path, "docker_host")
@@ -326,7 +335,7 @@ class _Parser:
             self.error(
                 key_path,
                 f"{_CREDENTIALS}: TLS certificates come from the environment "
-                "(DOCKER_CERT_PATH, DOCKER_TLS_VERIFY)",
+                "(FC_DOCKER_TLS_CA, FC_DOCKER_TLS_CERT, FC_DOCKER_TLS_KEY)",
             )
             return None
         if not _DOCKER_HOST.fullmatch(host):

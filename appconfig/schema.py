@@ -34,7 +34,7 @@ TOP_KEYS = (
 BUILD_KEYS = ("backend", "command", "jenkins_job", "timeout", "hold_window", "auto_retries")
 ROLLOUT_KEYS = ("phase_timeout", "soak", "memory_guard")
 MEMORY_GUARDS = ("refuse", "warn")
-CLUSTER_KEYS = ("region", "arn", "docker_host")
+CLUSTER_KEYS = ("region", "arn", "docker_host", "drain_disconnected")
 SERVICE_KEYS = ("name", "process_type", "phase", "health_check_url", "placements")
 ECS_PLACEMENT_KEYS = ("cluster", "ecs_service", "container")
 LEGACY_PLACEMENT_KEYS = ("legacy_job", "legacy_version")
@@ -106,6 +106,7 @@ class ClusterConfig:
     region: str | None = None  # None: not given (left alone, or the default when created)
     arn: str | None = None
     docker_host: str | None = None  # given: a Docker host, not an ECS cluster
+    drain_disconnected: bool | None = None  # the agent watch may drain (clusters/health)
 
     @property
     def kind(self) -> str:

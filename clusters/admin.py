@@ -16,6 +16,8 @@ from django.utils.html import escape, format_html
 
 from .models import (
     Cluster,
+    ClusterReport,
+    ContainerInstanceState,
     LegacyRun,
     MigrationMove,
     MigrationPhase,
@@ -272,8 +274,8 @@ class PlacementAdmin(admin.ModelAdmin):
 
 @admin.register(Cluster)
 class ClusterAdmin(admin.ModelAdmin):
-    list_display = ["name", "region", "arn", "placement_count"]
-    list_filter = ["region"]
+    list_display = ["name", "region", "arn", "drain_disconnected", "placement_count"]
+    list_filter = ["region", "drain_disconnected"]
     search_fields = ["name", "arn"]
 
     def get_queryset(self, request):
@@ -417,3 +419,21 @@ class LegacyRunAdmin(ReadOnlyAdmin):
     list_filter = ["purpose", "result"]
     list_select_related = ["placement__service__application"]
     search_fields = ["placement__legacy_job", "version", "request"]
+
+
+# Cluster health (clusters/health): written by the checks, read here until the cluster page.
+
+
+@admin.register(ClusterReport)
+class ClusterReportAdmin(ReadOnlyAdmin):
+    list_display = ["opened_at", "cluster", "kind", "subject", "drained", "closed_at", "message"]
+    list_filter = ["kind", "cluster", ("closed_at", admin.EmptyFieldListFilter)]
+    list_select_related = ["cluster"]
+    search_fields = ["subject", "message"]
+
+
+@admin.register(ContainerInstanceState)
+class ContainerInstanceStateAdmin(ReadOnlyAdmin):
+    list_display = ["cluster", "ec2_instance_id", "status", "agent_connected", "since", "seen_at"]
+    list_filter = ["cluster", "agent_connected", "status"]
+    list_select_related = ["cluster"]

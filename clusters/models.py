@@ -24,12 +24,78 @@ class Cluster(models.Model):
         help_text="A Docker host's engine: unix:///var/run/docker.sock or tcp://host:2376 "
         "(TLS settings from the environment, never here).",
     )
+    drain_disconnected = models.BooleanField(
+        default=False,
+        help_text="Set a container instance whose ECS agent stayed disconnected past the grace "
+        "period to DRAINING, so its tasks move (and back to ACTIVE when it reconnects).",
+    )
 
     class Meta:
         ordering = ["name"]
 
     def __str__(self) -> str:
         return self.name
+
+
+class ReportKind(models.TextChoices):
+    AGENT_DISCONNECTED = "agent_disconnected", "ECS agent disconnected"
+    ALL_AGENTS_DISCONNECTED = "all_agents_disconnected", "every ECS agent disconnected"
+
+
+class ClusterReport(models.Model):
+    """Something wrong with a cluster that only shows in production (clusters/health): open
+    while it lasts, closed when it is over, kept as history. One open report per cluster,
+    kind and subject, however often the check runs or races with itself."""
+
+    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="reports")
+    kind = models.CharField(max_length=40, choices=ReportKind.choices)
+    subject = models.CharField(max_length=300, blank=True)  # an instance; "" the whole cluster
+    message = models.TextField()
+    detail = models.JSONField(default=dict, blank=True)
+    opened_at = models.DateTimeField(default=timezone.now)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    closed_why = models.TextField(blank=True)
+    # Fat Controller set the instance to DRAINING for this report, and undoes it on closing.
+    drained = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["-opened_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["cluster", "kind", "subject"],
+                condition=models.Q(closed_at__isnull=True),
+                name="one_open_report_per_subject",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.cluster.name}: {self.get_kind_display()} {self.subject}".strip()
+
+
+class ContainerInstanceState(models.Model):
+    """What the agent watch last saw of a container instance, and since when its agent has
+    been connected or not (ECS does not say)."""
+
+    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="instances")
+    arn = models.CharField(max_length=300)
+    ec2_instance_id = models.CharField(max_length=40, blank=True)
+    status = models.CharField(max_length=40, blank=True)  # ACTIVE, DRAINING, ...
+    agent_connected = models.BooleanField(default=True)
+    since = models.DateTimeField(default=timezone.now)  # agent_connected has held since
+    seen_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["cluster", "ec2_instance_id", "arn"]
+        constraints = [
+            models.UniqueConstraint(fields=["cluster", "arn"], name="one_state_per_instance")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.cluster.name}: {self.name}"
+
+    @property
+    def name(self) -> str:
+        return self.ec2_instance_id or self.arn.rsplit("/", 1)[-1]
 
 
 class ProcessType(models.TextChoices):

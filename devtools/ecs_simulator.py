@@ -471,6 +471,56 @@ class EcsSimulator:
         with self._lock:
             self._annotation_key = key
 
+    # -- container instances -----------------------------------------------------------
+    #
+    # moto registers every container instance with 7482 MiB and an agent that is always
+    # connected. These set what the cluster health checks must see: an instance of a chosen
+    # type and registered memory, and an agent that disconnects and reconnects.
+
+    def add_container_instance(
+        self,
+        cluster: str,
+        *,
+        region: str = "us-east-1",
+        instance_type: str = "m5.large",
+        registered_memory: int = 7482,
+    ) -> str:
+        """Start an EC2 instance of `instance_type` and register it with `cluster`, its
+        registered (and, with nothing placed, remaining) memory `registered_memory` MiB;
+        returns the container instance's ARN."""
+        import boto3
+
+        ec2 = boto3.client("ec2", region_name=region)
+        image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+        host = ec2.run_instances(ImageId=image, InstanceType=instance_type, MinCount=1, MaxCount=1)[
+            "Instances"
+        ][0]
+        ecs = boto3.client("ecs", region_name=region)
+        document = json.dumps({"instanceId": host["InstanceId"], "instanceType": instance_type})
+        arn = ecs.register_container_instance(cluster=cluster, instanceIdentityDocument=document)[
+            "containerInstance"
+        ]["containerInstanceArn"]
+        with self._lock:
+            instance = self._container_instance(cluster, arn)
+            for resources in (instance.registered_resources, instance.remaining_resources):
+                for resource in resources:
+                    if resource["name"] == "MEMORY":
+                        resource["integerValue"] = registered_memory
+        return arn
+
+    def set_agent_connected(self, cluster: str, instance_arn: str, connected: bool) -> None:
+        """The instance's ECS agent disconnects (False) or comes back (True)."""
+        with self._lock:
+            self._container_instance(cluster, instance_arn).agent_connected = connected
+
+    def _container_instance(self, cluster: str, instance_arn: str) -> Any:
+        instance_id = instance_arn.rsplit("/", 1)[-1]
+        for backend in self._backends():
+            found = backend.container_instances.get(cluster, {}).get(instance_id)
+            if found is not None:
+                return found
+        raise KeyError(f"no container instance {instance_arn} in cluster {cluster}")
+
     def clear(self) -> None:
         """Forget every behaviour, including those bound to existing deployments."""
         with self._lock:

@@ -200,6 +200,11 @@ CELERY_TASK_ROUTES = {
 }
 # The safety net for a missed Jenkins notification, and what keeps a Jenkins log live.
 FC_BUILD_POLL_SECONDS = env.float("FC_BUILD_POLL_SECONDS", default=5.0)
+# The agent watch (clusters/health/agents.py): how often each ECS cluster's container instances
+# are looked at, and how long an agent may stay disconnected before it is reported (short
+# disconnects are normal).
+FC_AGENT_WATCH_SECONDS = env.float("FC_AGENT_WATCH_SECONDS", default=60.0)
+FC_AGENT_GRACE_SECONDS = env.float("FC_AGENT_GRACE_SECONDS", default=300.0)
 # How often the safety net runs: a lost step is sent again within its stall window plus this.
 FC_RESUME_INTERVAL = env.int("FC_RESUME_INTERVAL", default=15)
 CELERY_BEAT_SCHEDULE = {
@@ -211,6 +216,10 @@ CELERY_BEAT_SCHEDULE = {
     "poll-builds": {
         "task": "builds.tasks.poll_builds",
         "schedule": timedelta(seconds=FC_BUILD_POLL_SECONDS),
+    },
+    "watch-agents": {
+        "task": "clusters.tasks.watch_all_agents",
+        "schedule": timedelta(seconds=FC_AGENT_WATCH_SECONDS),
     },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")

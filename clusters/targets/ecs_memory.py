@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from clusters.memory_guard import ContainerMemory, container_problems, fit_problem, task_memory
 
-DESCRIBE_BATCH = 100
-
 
 def memory_problems(target, placement) -> list[str]:
     """What the memory guard finds wrong with the placement's next revision ([]: nothing)."""
@@ -55,29 +53,13 @@ def memory_problems(target, placement) -> list[str]:
 
 def _memory_left(target, cluster: str) -> dict[str, int]:
     """MiB of memory left per active container instance, by its EC2 instance id."""
-    from .ecs import _aws
+    from .ecs_instances import container_instances  # here: it imports ecs.py
 
-    arns: list[str] = []
-    with _aws(f"list the container instances of {cluster}"):
-        for page in target.ecs.get_paginator("list_container_instances").paginate(
-            cluster=cluster, status="ACTIVE"
-        ):
-            arns += page.get("containerInstanceArns", [])
-    left = {}
-    for start in range(0, len(arns), DESCRIBE_BATCH):
-        with _aws(f"read the container instances of {cluster}"):
-            answer = target.ecs.describe_container_instances(
-                cluster=cluster, containerInstances=arns[start : start + DESCRIBE_BATCH]
-            )
-        for instance in answer.get("containerInstances", []):
-            memory = next(
-                (r for r in instance.get("remainingResources", []) if r.get("name") == "MEMORY"),
-                None,
-            )
-            if memory is not None:
-                name = instance.get("ec2InstanceId") or instance["containerInstanceArn"]
-                left[name] = int(memory.get("integerValue", 0))
-    return left
+    return {
+        instance.name: instance.remaining_memory
+        for instance in container_instances(target.region, cluster, status="ACTIVE")
+        if instance.remaining_memory is not None
+    }
 
 
 def _mib(value) -> int | None:

@@ -57,6 +57,12 @@ def deploy_step(deploy: Deploy) -> bool:
         in_phase = [r for r in waiting if r.phase == phase]
         seen = p.observe([r for r in in_phase if r.status != R.PENDING], wait=p.poll_wait())
 
+        pending = [r for r in in_phase if r.status == R.PENDING]
+        if pending and (held := p.held(pending)):
+            for rollout in pending:
+                p.note_trouble(deploy, rollout, held)
+            return False  # waits, saying why, until an agent reconnects
+
         def start_or_watch(rollout: ServiceRollout, seen=seen) -> None:
             if rollout.status == R.PENDING:
                 p.start(deploy, rollout)

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from builds.models import BuildStatus
 from clusters import migration, targets
+from clusters.health import agents
 from clusters.models import Placement
 from clusters.targets.base import (
     Observation,
@@ -241,6 +242,15 @@ def refused(rollouts: list[ServiceRollout]) -> str | None:
         if reason:
             reasons.append(reason)
     return "; ".join(reasons) or None
+
+
+def held(rollouts: list[ServiceRollout]) -> TargetUnavailable | None:
+    """Why these placements must not start now: a cluster of theirs whose every ECS agent is
+    disconnected (clusters/health/agents.py), where a start would place nothing."""
+    report = agents.holding({r.placement.cluster_id for r in rollouts if r.placement.cluster_id})
+    if report is None:
+        return None
+    return TargetUnavailable(f"held: {report.message} (report #{report.pk})")
 
 
 def memory_problems(rollouts: list[ServiceRollout]) -> list[str]:

@@ -1,4 +1,5 @@
 import pytest
+import yaml
 
 from appconfig.apply import apply_app_config
 from appconfig.errors import ConfigError
@@ -226,3 +227,16 @@ def test_dry_run_reports_the_changes_and_writes_nothing(application):
     assert str(report).startswith("demo-shop: 10 created, 1 updated, 0 removed (dry run")
     assert db_state(application) == before
     assert not Cluster.objects.exists()
+
+
+def test_a_cluster_may_allow_the_agent_watch_to_drain_and_the_export_says_so(db):
+    from appconfig.export import export_app_config_data
+
+    data = yaml.safe_load(example_text())
+    data["clusters"]["demo"]["drain_disconnected"] = True
+    apply_app_config(parse_app_config(yaml.safe_dump(data)), create=True)
+
+    cluster = Cluster.objects.get(name="demo")
+    assert cluster.drain_disconnected is True
+    exported = export_app_config_data(Application.objects.get(slug=data["application"]))
+    assert exported["clusters"]["demo"]["drain_disconnected"] is True

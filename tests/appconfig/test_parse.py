@@ -143,6 +143,10 @@ def second_worker(placement):
         ),
         (set_in(["rollout"], "10m"), "rollout: must be a mapping, not str '10m'"),
         (
+            set_in(["clusters", "demo", "drain_disconnected"], "yes"),
+            "clusters.demo.drain_disconnected: must be true or false, not str 'yes'",
+        ),
+        (
             set_in(["rollout", "memory_guard"], "off"),
             "rollout.memory_guard: 'off' is not one of refuse, warn",
         ),

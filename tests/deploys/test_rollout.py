@@ -698,3 +698,34 @@ def test_with_the_guard_set_to_warn_the_problem_is_said_and_the_deploy_goes_out(
     assert len(warnings) == 1
     assert warnings[0].startswith("memory guard (a warning: rollout.memory_guard is warn)")
     assert "container app has no hard memory limit" in warnings[0]
+
+
+def test_a_deploy_to_a_cluster_whose_every_agent_is_gone_waits_saying_why(
+    shop, user, ecs, simulator, sent_tasks, drive, django_capture_on_commit_callbacks, settings
+):
+    from clusters.health.agents import watch_agents
+
+    settings.FC_AGENT_GRACE_SECONDS = 0
+    arn = simulator.add_container_instance("demo")
+    simulator.set_agent_connected("demo", arn, False)
+    cluster = Cluster.objects.get(name="demo")
+    watch_agents(cluster)
+    before = revisions(ecs)
+    deploy = queue_and_build(shop, user, sent_tasks, django_capture_on_commit_callbacks)
+
+    for _ in range(5):
+        drive()
+        simulator.advance(1)
+        sent_tasks.release_later()
+    deploy.refresh_from_db()
+
+    assert deploy.state == State.DEPLOYING
+    held = [e.message for e in deploy.events.all() if "held: every ECS agent" in e.message]
+    assert len(held) == 1, held  # said once, not once a tick
+    assert revisions(ecs) == before  # nothing started
+
+    simulator.set_agent_connected("demo", arn, True)
+    watch_agents(cluster)
+    deploy = rollout_rounds(deploy, simulator, sent_tasks, drive)
+
+    assert deploy.state == State.SUCCEEDED

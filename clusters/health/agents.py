@@ -1,0 +1,155 @@
+"""The agent watch: ECS agents that disconnected and did not come back.
+
+An instance whose agent is disconnected takes no new work, silently: ECS keeps it ACTIVE and
+places nothing on it. Short disconnects are normal, so ECS's agentConnected is remembered
+with the moment it last changed (ContainerInstanceState.since: ECS does not say), and only an
+agent disconnected for FC_AGENT_GRACE_SECONDS is reported (a ClusterReport). Where the cluster
+allows it (Cluster.drain_disconnected) the instance is then set to DRAINING, so its service
+tasks move to instances that work; a reconnect closes the report and sets an instance
+Fat Controller drained back to ACTIVE. A cluster whose every instance is disconnected past
+the grace is never drained to nothing: it is reported as a whole (and deploys to it wait).
+
+A check holds its cluster's row locked from reading the instances' states to writing them,
+so checks that race (beat sending one while another runs) take turns, and each report is
+opened once and closed once; the database's one_open_report_per_subject keeps that true
+whatever else writes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from clusters.models import Cluster, ClusterReport, ContainerInstanceState, ReportKind
+from clusters.targets import ecs_instances
+
+DRAINING, ACTIVE = "DRAINING", "ACTIVE"
+
+
+@dataclass
+class Watched:
+    """What one check did, for its log line and the tests."""
+
+    opened: list[str] = field(default_factory=list)
+    closed: list[str] = field(default_factory=list)
+    drained: list[str] = field(default_factory=list)
+    undrained: list[str] = field(default_factory=list)
+
+
+def watch_agents(cluster: Cluster, *, now: datetime | None = None) -> Watched:
+    """Look at the cluster's container instances once; report, drain and undo as above."""
+    described = ecs_instances.container_instances(cluster.region, cluster.name)
+    now = now or timezone.now()
+    grace = timedelta(seconds=settings.FC_AGENT_GRACE_SECONDS)
+    watched = Watched()
+    with transaction.atomic():
+        cluster = Cluster.objects.select_for_update().get(pk=cluster.pk)
+        states = _remember(cluster, described, now)
+        gone = [s for s in states if not s.agent_connected and now - s.since >= grace]
+        everyone = bool(states) and len(gone) == len(states)
+        open_reports = {
+            r.subject: r
+            for r in cluster.reports.filter(
+                kind=ReportKind.AGENT_DISCONNECTED, closed_at__isnull=True
+            )
+        }
+        for state in gone:
+            report = open_reports.pop(state.name, None) or _open(cluster, state, now, watched)
+            if cluster.drain_disconnected and not everyone and not report.drained:
+                if state.status == ACTIVE:
+                    ecs_instances.set_status(cluster.region, cluster.name, [state.arn], DRAINING)
+                    watched.drained.append(state.name)
+                    report.drained = True
+                    report.save(update_fields=["drained"])
+        for report in open_reports.values():  # reconnected, or no longer there
+            _close(cluster, report, states, now, watched)
+        _whole_cluster(cluster, everyone, len(states), now, watched)
+    return watched
+
+
+def _remember(cluster: Cluster, described, now: datetime) -> list[ContainerInstanceState]:
+    """Store what ECS said of each instance; `since` moves only when the agent's state does."""
+    known = {s.arn: s for s in cluster.instances.all()}
+    states = []
+    for instance in described:
+        state = known.pop(instance.arn, None)
+        if state is None:
+            state = ContainerInstanceState(cluster=cluster, arn=instance.arn, since=now)
+        elif state.agent_connected != instance.agent_connected:
+            state.since = now
+        state.ec2_instance_id = instance.ec2_instance_id
+        state.status = instance.status
+        state.agent_connected = instance.agent_connected
+        state.seen_at = now
+        state.save()
+        states.append(state)
+    ContainerInstanceState.objects.filter(pk__in=[s.pk for s in known.values()]).delete()
+    return states
+
+
+def _open(cluster: Cluster, state: ContainerInstanceState, now: datetime, watched) -> ClusterReport:
+    minutes = int((now - state.since).total_seconds() // 60)
+    report = ClusterReport.objects.create(
+        cluster=cluster,
+        kind=ReportKind.AGENT_DISCONNECTED,
+        subject=state.name,
+        opened_at=now,
+        message=f"the ECS agent on {state.name} has been disconnected for {minutes} min "
+        f"(since {state.since:%Y-%m-%d %H:%M:%S} UTC): the instance takes no new tasks"
+        + ("; it is drained so its tasks move" if cluster.drain_disconnected else ""),
+        detail={"arn": state.arn, "since": state.since.isoformat()},
+    )
+    watched.opened.append(state.name)
+    return report
+
+
+def _close(cluster, report: ClusterReport, states, now: datetime, watched) -> None:
+    state = next((s for s in states if s.name == report.subject), None)
+    if report.drained and state is not None and state.status == DRAINING:
+        ecs_instances.set_status(cluster.region, cluster.name, [state.arn], ACTIVE)
+        watched.undrained.append(report.subject)
+    report.closed_at = now
+    report.closed_why = (
+        "the agent reconnected" + ("; set back to ACTIVE" if report.drained else "")
+        if state is not None
+        else "the instance is no longer in the cluster"
+    )
+    report.save(update_fields=["closed_at", "closed_why"])
+    watched.closed.append(report.subject)
+
+
+def _whole_cluster(cluster, everyone: bool, count: int, now: datetime, watched) -> None:
+    """The report that every agent is gone: nothing is drained, and deploys to it wait."""
+    report = cluster.reports.filter(
+        kind=ReportKind.ALL_AGENTS_DISCONNECTED, closed_at__isnull=True
+    ).first()
+    if everyone and report is None:
+        ClusterReport.objects.create(
+            cluster=cluster,
+            kind=ReportKind.ALL_AGENTS_DISCONNECTED,
+            opened_at=now,
+            message=f"every ECS agent of cluster {cluster.name} ({count} instance"
+            f"{'s' if count != 1 else ''}) is disconnected: nothing is drained (there is "
+            "nowhere for the tasks to go) and deploys to it wait until one reconnects",
+        )
+        watched.opened.append(cluster.name)
+    elif not everyone and report is not None:
+        report.closed_at = now
+        report.closed_why = "an agent reconnected" if count else "the cluster has no instances"
+        report.save(update_fields=["closed_at", "closed_why"])
+        watched.closed.append(cluster.name)
+
+
+def holding(clusters) -> ClusterReport | None:
+    """The open whole-cluster report that holds deploys to one of these clusters, if any."""
+    return (
+        ClusterReport.objects.filter(
+            cluster__in=clusters, kind=ReportKind.ALL_AGENTS_DISCONNECTED, closed_at__isnull=True
+        )
+        .select_related("cluster")
+        .first()
+    )

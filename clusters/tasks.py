@@ -1,0 +1,33 @@
+"""The cluster health checks, run by beat (fatcontroller/settings.py: CELERY_BEAT_SCHEDULE)."""
+
+import logging
+
+from celery import shared_task
+
+from clusters.health import agents
+from clusters.models import Cluster, ClusterKind
+from clusters.targets.base import TargetError
+
+log = logging.getLogger(__name__)
+
+
+@shared_task(soft_time_limit=60, time_limit=90)
+def watch_all_agents() -> None:
+    """One agent watch per ECS cluster, each its own task, so one slow cluster delays none."""
+    for cluster_id in Cluster.objects.filter(kind=ClusterKind.ECS).values_list("pk", flat=True):
+        watch_agents.delay(cluster_id)
+
+
+@shared_task(soft_time_limit=60, time_limit=90)
+def watch_agents(cluster_id: int) -> None:
+    cluster = Cluster.objects.filter(pk=cluster_id, kind=ClusterKind.ECS).first()
+    if cluster is None:
+        return
+    try:
+        watched = agents.watch_agents(cluster)
+    except TargetError as exc:
+        # The next run looks again; what was seen before stands meanwhile.
+        log.warning("the agent watch of cluster %s could not look: %s", cluster.name, exc)
+        return
+    if watched.opened or watched.closed or watched.drained or watched.undrained:
+        log.info("agent watch of %s: %s", cluster.name, watched)
