@@ -274,7 +274,14 @@ class PlacementAdmin(admin.ModelAdmin):
 
 @admin.register(Cluster)
 class ClusterAdmin(admin.ModelAdmin):
-    list_display = ["name", "region", "arn", "drain_disconnected", "placement_count"]
+    list_display = [
+        "name",
+        "region",
+        "arn",
+        "drain_disconnected",
+        "reserved_memory_minimum",
+        "placement_count",
+    ]
     list_filter = ["region", "drain_disconnected"]
     search_fields = ["name", "arn"]
 

@@ -24,6 +24,12 @@ class Cluster(models.Model):
         help_text="A Docker host's engine: unix:///var/run/docker.sock or tcp://host:2376 "
         "(TLS settings from the environment, never here).",
     )
+    reserved_memory_minimum = models.PositiveIntegerField(
+        default=256,
+        help_text="MiB each container instance must keep from ECS for the agent and the Docker "
+        "daemon (ECS_RESERVED_MEMORY): an instance that registers more of its memory is "
+        "reported.",
+    )
     drain_disconnected = models.BooleanField(
         default=False,
         help_text="Set a container instance whose ECS agent stayed disconnected past the grace "
@@ -40,6 +46,7 @@ class Cluster(models.Model):
 class ReportKind(models.TextChoices):
     AGENT_DISCONNECTED = "agent_disconnected", "ECS agent disconnected"
     ALL_AGENTS_DISCONNECTED = "all_agents_disconnected", "every ECS agent disconnected"
+    RESERVED_MEMORY = "reserved_memory", "too little memory reserved for the system"
 
 
 class ClusterReport(models.Model):

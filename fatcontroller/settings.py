@@ -217,8 +217,8 @@ CELERY_BEAT_SCHEDULE = {
         "task": "builds.tasks.poll_builds",
         "schedule": timedelta(seconds=FC_BUILD_POLL_SECONDS),
     },
-    "watch-agents": {
-        "task": "clusters.tasks.watch_all_agents",
+    "watch-clusters": {
+        "task": "clusters.tasks.watch_clusters",
         "schedule": timedelta(seconds=FC_AGENT_WATCH_SECONDS),
     },
 }

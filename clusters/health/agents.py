@@ -40,9 +40,16 @@ class Watched:
     undrained: list[str] = field(default_factory=list)
 
 
-def watch_agents(cluster: Cluster, *, now: datetime | None = None) -> Watched:
-    """Look at the cluster's container instances once; report, drain and undo as above."""
-    described = ecs_instances.container_instances(cluster.region, cluster.name)
+def watch_agents(
+    cluster: Cluster,
+    described: list[ecs_instances.Instance] | None = None,
+    *,
+    now: datetime | None = None,
+) -> Watched:
+    """Look at the cluster's container instances once (as `described`, or read now); report,
+    drain and undo as above."""
+    if described is None:
+        described = ecs_instances.container_instances(cluster.region, cluster.name)
     now = now or timezone.now()
     grace = timedelta(seconds=settings.FC_AGENT_GRACE_SECONDS)
     watched = Watched()

@@ -58,6 +58,22 @@ def set_status(region: str, cluster: str, arns: list[str], status: str) -> None:
         )
 
 
+def instance_type_memory(region: str, types: set[str]) -> dict[str, int]:
+    """MiB of memory of each EC2 instance type (DescribeInstanceTypes, a hundred a call)."""
+    wanted = sorted(t for t in types if t)
+    memory = {}
+    for start in range(0, len(wanted), DESCRIBE_BATCH):
+        with _aws("read the EC2 instance types"):
+            answer = client("ec2", region).describe_instance_types(
+                InstanceTypes=wanted[start : start + DESCRIBE_BATCH]
+            )
+        for described in answer.get("InstanceTypes", []):
+            size = (described.get("MemoryInfo") or {}).get("SizeInMiB")
+            if size:
+                memory[described["InstanceType"]] = int(size)
+    return memory
+
+
 def _instance(described: dict) -> Instance:
     attributes = {a.get("name"): a.get("value") for a in described.get("attributes", [])}
     return Instance(

@@ -11,7 +11,6 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from clusters.health import agents
 from clusters.health.agents import watch_agents
 from clusters.models import Cluster, ClusterReport, ReportKind
 from clusters.targets.base import TargetUnavailable
@@ -184,19 +183,52 @@ def test_beat_sends_one_watch_per_ecs_cluster_and_a_watch_that_cannot_look_waits
 
     Cluster.objects.create(name="box", kind="docker", docker_host="unix:///nowhere.sock")
     sent = []
-    monkeypatch.setattr(tasks.watch_agents, "delay", sent.append)
-    tasks.watch_all_agents()
+    monkeypatch.setattr(tasks.watch_cluster, "delay", sent.append)
+    tasks.watch_clusters()
     assert sent == [cluster.pk]  # not the Docker host
 
     settings.FC_AGENT_GRACE_SECONDS = 0
     arn = simulator.add_container_instance("prod")
     simulator.set_agent_connected("prod", arn, False)
-    tasks.watch_agents(cluster.pk)
+    tasks.watch_cluster(cluster.pk)
     assert len(reports()) == 1
 
     def away(region, name):
         raise TargetUnavailable("ECS did not answer")
 
-    monkeypatch.setattr(agents.ecs_instances, "container_instances", away)
-    tasks.watch_agents(cluster.pk)  # logged; what was seen before stands
+    monkeypatch.setattr(tasks.ecs_instances, "container_instances", away)
+    tasks.watch_cluster(cluster.pk)  # logged; what was seen before stands
     assert reports()[0].closed_at is None
+
+
+# ------------------------------------------------------------- the reserved memory check
+
+
+def test_an_instance_that_reserves_too_little_memory_is_reported_with_the_setting(
+    ecs, simulator, cluster
+):
+    from clusters.health.reserved_memory import check_reserved_memory
+    from clusters.targets.ecs_instances import container_instances
+
+    # m5.large has 8192 MiB: one registers it all, one keeps 512 MiB for the system.
+    tight = simulator.add_container_instance("prod", registered_memory=8192)
+    simulator.add_container_instance("prod", registered_memory=8192 - 512)
+
+    for _ in range(3):  # however often it runs: one report
+        checked = check_reserved_memory(cluster, container_instances(REGION, "prod"))
+
+    (report,) = reports(ReportKind.RESERVED_MEMORY)
+    assert checked.opened == []  # opened by the first run only
+    assert report.message == (
+        f"{report.subject} (m5.large, 8192 MiB) registers 8192 MiB with ECS, so it keeps 0 MiB "
+        "for the ECS agent and the Docker daemon, less than 256 MiB: set "
+        "ECS_RESERVED_MEMORY=256 (or more) in /etc/ecs/ecs.config and restart the agent"
+    )
+    assert report.detail == {"total": 8192, "registered": 8192}
+
+    ecs.deregister_container_instance(cluster="prod", containerInstance=tight, force=True)
+    checked = check_reserved_memory(cluster, container_instances(REGION, "prod"))
+
+    report.refresh_from_db()
+    assert checked.closed == [report.subject]
+    assert report.closed_why == "the instance is no longer in the cluster"

@@ -1,0 +1,74 @@
+"""The reserved memory check: every container instance keeps some memory from ECS for the
+agent and the Docker daemon (ECS_RESERVED_MEMORY), or under memory pressure the daemon itself
+stops answering and the host is lost with every task on it.
+
+What an instance reserves is its instance type's memory (DescribeInstanceTypes) less the
+memory it registered with ECS. Less than the cluster's reserved_memory_minimum (256 MiB by
+default) opens a report naming the numbers and the setting to change; enough closes it. An
+instance whose type or registered memory is not known is left as it was.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.db import transaction
+from django.utils import timezone
+
+from clusters.models import Cluster, ClusterReport, ReportKind
+from clusters.targets import ecs_instances
+
+
+@dataclass
+class Checked:
+    opened: list[str] = field(default_factory=list)
+    closed: list[str] = field(default_factory=list)
+
+
+def check_reserved_memory(
+    cluster: Cluster, described: list[ecs_instances.Instance], *, now: datetime | None = None
+) -> Checked:
+    memory_of = ecs_instances.instance_type_memory(
+        cluster.region, {i.instance_type for i in described}
+    )
+    now = now or timezone.now()
+    checked = Checked()
+    with transaction.atomic():
+        cluster = Cluster.objects.select_for_update().get(pk=cluster.pk)
+        minimum = cluster.reserved_memory_minimum
+        open_reports = {
+            r.subject: r
+            for r in cluster.reports.filter(kind=ReportKind.RESERVED_MEMORY, closed_at__isnull=True)
+        }
+        for instance in described:
+            total = memory_of.get(instance.instance_type)
+            report = open_reports.pop(instance.name, None)
+            if total is None or instance.registered_memory is None:
+                continue  # not known: as it was
+            reserved = total - instance.registered_memory
+            if reserved < minimum and report is None:
+                ClusterReport.objects.create(
+                    cluster=cluster,
+                    kind=ReportKind.RESERVED_MEMORY,
+                    subject=instance.name,
+                    opened_at=now,
+                    message=f"{instance.name} ({instance.instance_type}, {total} MiB) registers "
+                    f"{instance.registered_memory} MiB with ECS, so it keeps {reserved} MiB for "
+                    f"the ECS agent and the Docker daemon, less than {minimum} MiB: set "
+                    f"ECS_RESERVED_MEMORY={minimum} (or more) in /etc/ecs/ecs.config and "
+                    "restart the agent",
+                    detail={"total": total, "registered": instance.registered_memory},
+                )
+                checked.opened.append(instance.name)
+            elif reserved >= minimum and report is not None:
+                _close(report, now, f"it keeps {reserved} MiB now", checked)
+        for report in open_reports.values():
+            _close(report, now, "the instance is no longer in the cluster", checked)
+    return checked
+
+
+def _close(report: ClusterReport, now: datetime, why: str, checked: Checked) -> None:
+    report.closed_at, report.closed_why = now, why
+    report.save(update_fields=["closed_at", "closed_why"])
+    checked.closed.append(report.subject)
