@@ -90,6 +90,14 @@ class ContainerInstanceState(models.Model):
     agent_connected = models.BooleanField(default=True)
     since = models.DateTimeField(default=timezone.now)  # agent_connected has held since
     seen_at = models.DateTimeField(default=timezone.now)
+    # As ECS described them at seen_at (MiB, CPU units); type_memory is the instance type's.
+    instance_type = models.CharField(max_length=40, blank=True)
+    type_memory = models.PositiveIntegerField(null=True, blank=True)
+    registered_memory = models.PositiveIntegerField(null=True, blank=True)
+    remaining_memory = models.PositiveIntegerField(null=True, blank=True)
+    registered_cpu = models.PositiveIntegerField(null=True, blank=True)
+    remaining_cpu = models.PositiveIntegerField(null=True, blank=True)
+    running_tasks = models.PositiveIntegerField(default=0)
 
     class Meta:
         ordering = ["cluster", "ec2_instance_id", "arn"]
@@ -103,6 +111,13 @@ class ContainerInstanceState(models.Model):
     @property
     def name(self) -> str:
         return self.ec2_instance_id or self.arn.rsplit("/", 1)[-1]
+
+    @property
+    def reserved_memory(self) -> int | None:
+        """MiB kept from ECS for the agent and the Docker daemon, where known."""
+        if self.type_memory is None or self.registered_memory is None:
+            return None
+        return self.type_memory - self.registered_memory
 
 
 class ProcessType(models.TextChoices):

@@ -17,6 +17,7 @@ from clusters import migration, targets
 from clusters.models import Placement
 
 from . import sides
+from .cluster_page import open_reports_by_application
 from .models import Application, Deploy, RolloutStatus, ServiceRollout
 from .states import FINAL_STATES, MEANING, SLOT_STATES, Mode, State
 
@@ -58,6 +59,8 @@ class AppBoard:
     waiting: list[tuple[Deploy, datetime | None]] = field(default_factory=list)
     recent: list[Deploy] = field(default_factory=list)
     typical_duration: timedelta | None = None
+    # (cluster name, open reports) of the application's clusters that have any.
+    cluster_reports: list[tuple[str, int]] = field(default_factory=list)
 
 
 def board(applications=None) -> list[AppBoard]:
@@ -83,6 +86,8 @@ def board(applications=None) -> list[AppBoard]:
     holders = [b.holder for b in boards.values() if b.holder]
     phases = phases_of(app_ids)
     rollouts = rollouts_of(holders)
+    for app_id, reported in open_reports_by_application(app_ids).items():
+        boards[app_id].cluster_reports = reported
     now = timezone.now()
     for app_id, entry in boards.items():
         # One short query per application, each read from the (application, -finished_at)

@@ -2,10 +2,11 @@ from django.urls import path
 
 from fatcontroller import converters  # noqa: F401 - registers <id:...>, used below
 
-from . import application_views, history_views, migration_views, views
+from . import application_views, cluster_views, history_views, migration_views, views
 
 urlpatterns = [
     path("", views.dashboard_page, name="dashboard"),
+    path("clusters/<str:name>/", cluster_views.cluster_detail, name="cluster"),
     path("live/dashboard/", views.dashboard_live, name="dashboard-live"),
     path("applications/<slug:slug>/branches/", views.branches, name="application-branches"),
     path("deploys/queue/", views.queue_deploy, name="queue-deploy"),

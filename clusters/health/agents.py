@@ -92,6 +92,15 @@ def _remember(cluster: Cluster, described, now: datetime) -> list[ContainerInsta
         state.status = instance.status
         state.agent_connected = instance.agent_connected
         state.seen_at = now
+        for figure in (
+            "instance_type",
+            "registered_memory",
+            "remaining_memory",
+            "registered_cpu",
+            "remaining_cpu",
+            "running_tasks",
+        ):
+            setattr(state, figure, getattr(instance, figure))
         state.save()
         states.append(state)
     ContainerInstanceState.objects.filter(pk__in=[s.pk for s in known.values()]).delete()

@@ -43,6 +43,8 @@ def check_reserved_memory(
         }
         for instance in described:
             total = memory_of.get(instance.instance_type)
+            # What the cluster page shows as reserved (the agent watch stored the rest).
+            cluster.instances.filter(arn=instance.arn).update(type_memory=total)
             report = open_reports.pop(instance.name, None)
             if total is None or instance.registered_memory is None:
                 continue  # not known: as it was

@@ -22,6 +22,9 @@ class Instance:
     registered_memory: int | None  # MiB
     remaining_memory: int | None
     instance_type: str
+    registered_cpu: int | None = None  # CPU units (1024 a vCPU)
+    remaining_cpu: int | None = None
+    running_tasks: int = 0
 
     @property
     def name(self) -> str:
@@ -81,12 +84,15 @@ def _instance(described: dict) -> Instance:
         ec2_instance_id=described.get("ec2InstanceId", ""),
         status=described.get("status", ""),
         agent_connected=bool(described.get("agentConnected", True)),
-        registered_memory=_memory(described.get("registeredResources")),
-        remaining_memory=_memory(described.get("remainingResources")),
+        registered_memory=_resource(described.get("registeredResources"), "MEMORY"),
+        remaining_memory=_resource(described.get("remainingResources"), "MEMORY"),
         instance_type=attributes.get("ecs.instance-type") or "",
+        registered_cpu=_resource(described.get("registeredResources"), "CPU"),
+        remaining_cpu=_resource(described.get("remainingResources"), "CPU"),
+        running_tasks=int(described.get("runningTasksCount") or 0),
     )
 
 
-def _memory(resources) -> int | None:
-    memory = next((r for r in resources or [] if r.get("name") == "MEMORY"), None)
-    return None if memory is None else int(memory.get("integerValue", 0))
+def _resource(resources, name: str) -> int | None:
+    found = next((r for r in resources or [] if r.get("name") == name), None)
+    return None if found is None else int(found.get("integerValue", 0))
