@@ -232,3 +232,26 @@ def test_an_instance_that_reserves_too_little_memory_is_reported_with_the_settin
     report.refresh_from_db()
     assert checked.closed == [report.subject]
     assert report.closed_why == "the instance is no longer in the cluster"
+
+
+def test_the_watch_keeps_each_instances_figures_for_the_cluster_page(ecs, simulator, cluster):
+    from clusters import tasks
+    from clusters.models import ContainerInstanceState
+
+    simulator.add_container_instance("prod", instance_type="m5.large", registered_memory=7680)
+
+    tasks.watch_cluster(cluster.pk)
+
+    (state,) = ContainerInstanceState.objects.all()
+    assert (state.instance_type, state.status, state.agent_connected) == (
+        "m5.large",
+        "ACTIVE",
+        True,
+    )
+    assert (state.type_memory, state.registered_memory, state.remaining_memory) == (
+        8192,
+        7680,
+        7680,
+    )
+    assert state.reserved_memory == 512
+    assert (state.registered_cpu, state.running_tasks) == (4096, 0)
