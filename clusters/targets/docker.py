@@ -56,7 +56,7 @@ import docker.tls
 import requests
 from django.conf import settings
 
-from ..memory_guard import fit_problem
+from ..health.memory_guard import fit_problem
 from . import docker_events, registry
 from .base import (
     Ledger,
@@ -196,7 +196,7 @@ class DockerTarget:
         return ""
 
     def memory_problems(self, placement) -> list[str]:
-        """The memory guard's fit (clusters/memory_guard.py): the containers a replace starts
+        """The memory guard's fit (clusters/health/memory_guard.py): the containers a replace starts
         beside the running ones (its surge) must fit the host's memory less every running
         container's hard limit. The hard limit itself is the config's (refusal)."""
         try:

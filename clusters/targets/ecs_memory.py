@@ -1,5 +1,5 @@
-"""The memory guard's numbers on ECS (clusters/memory_guard.py): the containers of the revision
-a start would make, and the memory the cluster's container instances have left.
+"""The memory guard's numbers on ECS (clusters/health/memory_guard.py): the containers of the
+revision a start would make, and the memory the cluster's container instances have left.
 
 A start registers a revision that differs from the service's current task definition only in
 one container's image, so the current definition's memory settings are the new revision's.
@@ -10,7 +10,12 @@ active container instance (capacity providers add them as needed), has no hosts 
 
 from __future__ import annotations
 
-from clusters.memory_guard import ContainerMemory, container_problems, fit_problem, task_memory
+from clusters.health.memory_guard import (
+    ContainerMemory,
+    container_problems,
+    fit_problem,
+    task_memory,
+)
 
 
 def memory_problems(target, placement) -> list[str]:

@@ -254,7 +254,7 @@ def held(rollouts: list[ServiceRollout]) -> TargetUnavailable | None:
 
 
 def memory_problems(rollouts: list[ServiceRollout]) -> list[str]:
-    """What the memory guard (clusters/memory_guard.py) finds wrong, asked of every placement
+    """What the memory guard (clusters/health/memory_guard.py) finds wrong, asked of every placement
     whose target has it (an optional `memory_problems`) before any is touched."""
     problems = []
     for rollout in rollouts:

@@ -1,6 +1,11 @@
-"""The memory guard's rules (clusters/memory_guard.py), the same for every target."""
+"""The memory guard's rules (clusters/health/memory_guard.py), the same for every target."""
 
-from clusters.memory_guard import ContainerMemory, container_problems, fit_problem, task_memory
+from clusters.health.memory_guard import (
+    ContainerMemory,
+    container_problems,
+    fit_problem,
+    task_memory,
+)
 
 HOW = "set memory on it"
 
