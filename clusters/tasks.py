@@ -33,7 +33,7 @@ def watch_cluster(cluster_id: int) -> None:
         # The next run looks again; what was seen before stands meanwhile.
         log.warning("the watch of cluster %s could not look: %s", cluster.name, exc)
         return
-    if watched.opened or watched.closed or watched.drained or watched.undrained:
+    if watched:
         log.info("agent watch of %s: %s", cluster.name, watched)
-    if checked.opened or checked.closed:
+    if checked:
         log.info("reserved memory check of %s: %s", cluster.name, checked)

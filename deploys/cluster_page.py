@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.db.models import Count
+
 from clusters.models import Cluster, ClusterReport, ContainerInstanceState
 
 from .models import Application
@@ -48,11 +50,12 @@ def open_reports_by_application(app_ids) -> dict[int, list[tuple[str, int]]]:
         ClusterReport.objects.filter(
             closed_at__isnull=True, cluster__placements__service__application_id__in=app_ids
         )
-        .values_list("cluster__placements__service__application_id", "cluster__name", "pk")
-        .distinct()
+        .values_list("cluster__placements__service__application_id", "cluster__name")
+        # distinct: a cluster with several of the application's placements counts once
+        .annotate(count=Count("pk", distinct=True))
+        .order_by("cluster__name")
     )
-    counted: dict[int, dict[str, int]] = {}
-    for app_id, cluster_name, _pk in rows:
-        per_cluster = counted.setdefault(app_id, {})
-        per_cluster[cluster_name] = per_cluster.get(cluster_name, 0) + 1
-    return {app_id: sorted(c.items()) for app_id, c in counted.items()}
+    found: dict[int, list[tuple[str, int]]] = {}
+    for app_id, cluster_name, count in rows:
+        found.setdefault(app_id, []).append((cluster_name, count))
+    return found

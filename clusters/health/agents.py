@@ -17,7 +17,6 @@ whatever else writes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -27,17 +26,9 @@ from django.utils import timezone
 from clusters.models import Cluster, ClusterReport, ContainerInstanceState, ReportKind
 from clusters.targets import ecs_instances
 
+from .reports import Outcome, close, open_reports
+
 DRAINING, ACTIVE = "DRAINING", "ACTIVE"
-
-
-@dataclass
-class Watched:
-    """What one check did, for its log line and the tests."""
-
-    opened: list[str] = field(default_factory=list)
-    closed: list[str] = field(default_factory=list)
-    drained: list[str] = field(default_factory=list)
-    undrained: list[str] = field(default_factory=list)
 
 
 def watch_agents(
@@ -45,64 +36,69 @@ def watch_agents(
     described: list[ecs_instances.Instance] | None = None,
     *,
     now: datetime | None = None,
-) -> Watched:
+) -> Outcome:
     """Look at the cluster's container instances once (as `described`, or read now); report,
     drain and undo as above."""
     if described is None:
         described = ecs_instances.container_instances(cluster.region, cluster.name)
     now = now or timezone.now()
     grace = timedelta(seconds=settings.FC_AGENT_GRACE_SECONDS)
-    watched = Watched()
+    watched = Outcome()
     with transaction.atomic():
         cluster = Cluster.objects.select_for_update().get(pk=cluster.pk)
         states = _remember(cluster, described, now)
         gone = [s for s in states if not s.agent_connected and now - s.since >= grace]
         everyone = bool(states) and len(gone) == len(states)
-        open_reports = {
-            r.subject: r
-            for r in cluster.reports.filter(
-                kind=ReportKind.AGENT_DISCONNECTED, closed_at__isnull=True
-            )
-        }
+        still_open = open_reports(cluster, ReportKind.AGENT_DISCONNECTED)
         for state in gone:
-            report = open_reports.pop(state.name, None) or _open(cluster, state, now, watched)
+            report = still_open.pop(state.name, None) or _open(cluster, state, now, watched)
             if cluster.drain_disconnected and not everyone and not report.drained:
                 if state.status == ACTIVE:
                     ecs_instances.set_status(cluster.region, cluster.name, [state.arn], DRAINING)
                     watched.drained.append(state.name)
                     report.drained = True
                     report.save(update_fields=["drained"])
-        for report in open_reports.values():  # reconnected, or no longer there
+        for report in still_open.values():  # reconnected, or no longer there
             _close(cluster, report, states, now, watched)
         _whole_cluster(cluster, everyone, len(states), now, watched)
     return watched
 
 
+# What the agent watch copies from ECS onto each instance's state, as ECS said it.
+COPIED = (
+    "ec2_instance_id",
+    "status",
+    "agent_connected",
+    "instance_type",
+    "registered_memory",
+    "remaining_memory",
+    "registered_cpu",
+    "remaining_cpu",
+    "running_tasks",
+)
+
+
 def _remember(cluster: Cluster, described, now: datetime) -> list[ContainerInstanceState]:
-    """Store what ECS said of each instance; `since` moves only when the agent's state does."""
+    """Store what ECS said of each instance (one insert and one update for them all);
+    `since` moves only when the agent's state does."""
     known = {s.arn: s for s in cluster.instances.all()}
-    states = []
+    states, new = [], []
     for instance in described:
         state = known.pop(instance.arn, None)
         if state is None:
             state = ContainerInstanceState(cluster=cluster, arn=instance.arn, since=now)
+            new.append(state)
         elif state.agent_connected != instance.agent_connected:
             state.since = now
-        state.ec2_instance_id = instance.ec2_instance_id
-        state.status = instance.status
-        state.agent_connected = instance.agent_connected
-        state.seen_at = now
-        for figure in (
-            "instance_type",
-            "registered_memory",
-            "remaining_memory",
-            "registered_cpu",
-            "remaining_cpu",
-            "running_tasks",
-        ):
+        for figure in COPIED:
             setattr(state, figure, getattr(instance, figure))
-        state.save()
+        state.seen_at = now
         states.append(state)
+    ContainerInstanceState.objects.bulk_create(new)
+    made = {id(state) for state in new}
+    ContainerInstanceState.objects.bulk_update(
+        [s for s in states if id(s) not in made], [*COPIED, "since", "seen_at"]
+    )
     ContainerInstanceState.objects.filter(pk__in=[s.pk for s in known.values()]).delete()
     return states
 
@@ -128,21 +124,17 @@ def _close(cluster, report: ClusterReport, states, now: datetime, watched) -> No
     if report.drained and state is not None and state.status == DRAINING:
         ecs_instances.set_status(cluster.region, cluster.name, [state.arn], ACTIVE)
         watched.undrained.append(report.subject)
-    report.closed_at = now
-    report.closed_why = (
+    why = (
         "the agent reconnected" + ("; set back to ACTIVE" if report.drained else "")
         if state is not None
         else "the instance is no longer in the cluster"
     )
-    report.save(update_fields=["closed_at", "closed_why"])
-    watched.closed.append(report.subject)
+    close(report, now, why, watched)
 
 
 def _whole_cluster(cluster, everyone: bool, count: int, now: datetime, watched) -> None:
     """The report that every agent is gone: nothing is drained, and deploys to it wait."""
-    report = cluster.reports.filter(
-        kind=ReportKind.ALL_AGENTS_DISCONNECTED, closed_at__isnull=True
-    ).first()
+    report = open_reports(cluster, ReportKind.ALL_AGENTS_DISCONNECTED).get("")
     if everyone and report is None:
         ClusterReport.objects.create(
             cluster=cluster,
@@ -154,10 +146,8 @@ def _whole_cluster(cluster, everyone: bool, count: int, now: datetime, watched) 
         )
         watched.opened.append(cluster.name)
     elif not everyone and report is not None:
-        report.closed_at = now
-        report.closed_why = "an agent reconnected" if count else "the cluster has no instances"
-        report.save(update_fields=["closed_at", "closed_why"])
-        watched.closed.append(cluster.name)
+        why = "an agent reconnected" if count else "the cluster has no instances"
+        close(report, now, why, watched)
 
 
 def holding(clusters) -> ClusterReport | None:

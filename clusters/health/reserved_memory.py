@@ -10,42 +10,33 @@ instance whose type or registered memory is not known is left as it was.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.db import transaction
 from django.utils import timezone
 
-from clusters.models import Cluster, ClusterReport, ReportKind
+from clusters.models import Cluster, ClusterReport, ContainerInstanceState, ReportKind
 from clusters.targets import ecs_instances
 
-
-@dataclass
-class Checked:
-    opened: list[str] = field(default_factory=list)
-    closed: list[str] = field(default_factory=list)
+from .reports import Outcome, close, open_reports
 
 
 def check_reserved_memory(
     cluster: Cluster, described: list[ecs_instances.Instance], *, now: datetime | None = None
-) -> Checked:
+) -> Outcome:
     memory_of = ecs_instances.instance_type_memory(
         cluster.region, {i.instance_type for i in described}
     )
     now = now or timezone.now()
-    checked = Checked()
+    checked = Outcome()
     with transaction.atomic():
         cluster = Cluster.objects.select_for_update().get(pk=cluster.pk)
         minimum = cluster.reserved_memory_minimum
-        open_reports = {
-            r.subject: r
-            for r in cluster.reports.filter(kind=ReportKind.RESERVED_MEMORY, closed_at__isnull=True)
-        }
+        still_open = open_reports(cluster, ReportKind.RESERVED_MEMORY)
+        _keep_type_memory(cluster, described, memory_of)
         for instance in described:
             total = memory_of.get(instance.instance_type)
-            # What the cluster page shows as reserved (the agent watch stored the rest).
-            cluster.instances.filter(arn=instance.arn).update(type_memory=total)
-            report = open_reports.pop(instance.name, None)
+            report = still_open.pop(instance.name, None)
             if total is None or instance.registered_memory is None:
                 continue  # not known: as it was
             reserved = total - instance.registered_memory
@@ -64,13 +55,16 @@ def check_reserved_memory(
                 )
                 checked.opened.append(instance.name)
             elif reserved >= minimum and report is not None:
-                _close(report, now, f"it keeps {reserved} MiB now", checked)
-        for report in open_reports.values():
-            _close(report, now, "the instance is no longer in the cluster", checked)
+                close(report, now, f"it keeps {reserved} MiB now", checked)
+        for report in still_open.values():
+            close(report, now, "the instance is no longer in the cluster", checked)
     return checked
 
 
-def _close(report: ClusterReport, now: datetime, why: str, checked: Checked) -> None:
-    report.closed_at, report.closed_why = now, why
-    report.save(update_fields=["closed_at", "closed_why"])
-    checked.closed.append(report.subject)
+def _keep_type_memory(cluster: Cluster, described, memory_of: dict[str, int]) -> None:
+    """What the cluster page shows as reserved (the agent watch stored the other figures)."""
+    types = {i.arn: memory_of.get(i.instance_type) for i in described}
+    states = list(cluster.instances.filter(arn__in=types))
+    for state in states:
+        state.type_memory = types[state.arn]
+    ContainerInstanceState.objects.bulk_update(states, ["type_memory"])

@@ -3,7 +3,6 @@ Ledger in memory (the fixtures that use them are in conftest.py)."""
 
 import io
 import tarfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,24 +15,6 @@ APPLETS = ("sh", "sleep", "echo", "cat", "httpd", "wget", "false")
 PORT = 8080  # each container has its own network namespace (network "none"): no clashes
 HEALTHY = {"test": ["CMD", "wget", "-q", "-O", "-", f"http://127.0.0.1:{PORT}/"]}
 FAST = {"interval": 0.2, "timeout": 1, "retries": 2}
-
-
-@dataclass
-class Ledger:
-    """The Ledger protocol in memory, counting its writes."""
-
-    revision_before: str = ""
-    revision_made: str = ""
-    start_handle: str = ""
-    restore_handle: str = ""
-    detail: dict[str, Any] = field(default_factory=dict)
-    commit: str = ""
-    writes: list[dict[str, Any]] = field(default_factory=list)
-
-    def write(self, **fields: Any) -> None:
-        for name, value in fields.items():
-            setattr(self, name, value)
-        self.writes.append(fields)
 
 
 def busybox_image(client, repository: str) -> str:

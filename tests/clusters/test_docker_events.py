@@ -9,7 +9,8 @@ import pytest
 from clusters.targets import docker_events, target_for
 from clusters.targets.base import Progress, Watch
 from clusters.targets.docker_replicas import PLACEMENT, REVISION
-from tests.clusters.docker_world import FAST, HEALTHY, Ledger, web
+from tests.clusters.docker_world import FAST, HEALTHY, web
+from tests.clusters.ledgers import Ledger
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.docker

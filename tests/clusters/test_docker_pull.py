@@ -11,7 +11,8 @@ from clusters.targets.base import Progress, TargetRefused, Watch
 from clusters.targets.registry import credential_variables, names_registry
 from tests.registry_standin import RegistryStandin
 
-from .docker_world import Ledger, busybox_rootfs, containers
+from .docker_world import busybox_rootfs, containers
+from .ledgers import Ledger
 
 pytestmark = pytest.mark.docker
 

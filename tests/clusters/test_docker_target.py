@@ -12,7 +12,8 @@ from clusters.targets.docker_config import normalize
 from clusters.targets.docker_replace import Step
 from clusters.targets.docker_replicas import REPLICA, REVISION, SPEC
 
-from .docker_world import FAST, Ledger, containers, web
+from .docker_world import FAST, containers, web
+from .ledgers import Ledger
 
 pytestmark = pytest.mark.docker
 

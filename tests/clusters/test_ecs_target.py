@@ -5,8 +5,6 @@ before-parameter-build events: one per API call (retries aside), with its parame
 """
 
 from collections import Counter
-from dataclasses import dataclass, field
-from typing import Any
 
 import boto3
 import pytest
@@ -17,27 +15,11 @@ from clusters.targets import target_for
 from clusters.targets.base import Observation, Progress, TargetRefused, Watch
 from deploys.models import Application
 from devtools.ecs_simulator import create_service
+from tests.clusters.ledgers import Ledger
 
 REGION = "us-east-1"
 CLUSTER = "demo"
 IMAGE = "registry.example.com/shop"
-
-
-@dataclass
-class Ledger:
-    """The Ledger protocol in memory, counting its writes."""
-
-    revision_before: str = ""
-    revision_made: str = ""
-    start_handle: str = ""
-    restore_handle: str = ""
-    detail: dict[str, Any] = field(default_factory=dict)
-    writes: list[dict[str, Any]] = field(default_factory=list)
-
-    def write(self, **fields: Any) -> None:
-        for name, value in fields.items():
-            setattr(self, name, value)
-        self.writes.append(fields)
 
 
 @pytest.fixture

@@ -5,8 +5,7 @@ No mocks of Jenkins: the stand-in (tests/jenkins_standin.py) answers as Jenkins 
 deadline, never a sleep.
 """
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import pytest
 
@@ -15,6 +14,7 @@ from clusters.models import LegacyRun, Placement, PlacementKind, ProcessType, Se
 from clusters.targets import legacy, target_for
 from clusters.targets.base import Progress, TargetRefused, TargetUnavailable, Watch
 from deploys.models import Application
+from tests.clusters import ledgers
 from tests.jenkins_standin import JenkinsStandin
 from tests.waiting import wait_until
 
@@ -24,21 +24,8 @@ COMMIT = "c" * 40
 
 
 @dataclass
-class Ledger:
-    """The Ledger protocol in memory, keeping its writes in order."""
-
-    revision_before: str = ""
-    revision_made: str = ""
-    start_handle: str = ""
-    restore_handle: str = ""
-    detail: dict[str, Any] = field(default_factory=dict)
-    commit: str = COMMIT
-    writes: list[dict[str, Any]] = field(default_factory=list)
-
-    def write(self, **fields: Any) -> None:
-        for name, value in fields.items():
-            setattr(self, name, value)
-        self.writes.append(fields)
+class Ledger(ledgers.Ledger):
+    commit: str = COMMIT  # the legacy job is told the commit
 
 
 class WorkerDied(BaseException):

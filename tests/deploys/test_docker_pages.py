@@ -14,11 +14,11 @@ import pytest
 from django.urls import reverse
 
 from clusters.models import Cluster, ClusterKind, Placement, PlacementKind, ProcessType, Service
-from clusters.targets import docker as docker_target
 from clusters.targets.docker_replicas import APPLICATION, PLACEMENT, REPLICA, REVISION, SERVICE
 from deploys.models import Application, Deploy, ServiceRollout
 from deploys.states import Mode, State
 from devtools import docker_images
+from tests.clusters import conftest as target_fixtures
 from tests.pages import html_of
 from tests.waiting import wait_until
 
@@ -237,14 +237,7 @@ def container_items(row: str) -> list[str]:
     return [" ".join(re.sub(r"<[^>]+>", "", item).split()) for item in items]
 
 
-@pytest.fixture
-def engine(docker_engine):
-    client = docker_engine.client()
-    yield client
-    for container in client.containers.list(all=True, filters={"label": PLACEMENT}):
-        container.remove(force=True)
-    client.close()
-    docker_target.forget_clients()
+engine = target_fixtures.engine  # a client of the test engine that removes what was left
 
 
 def run_labelled(client, image, placement, revision, replica, command, **more):

@@ -46,7 +46,7 @@ from deploys.rollout.forward import start_rollout
 from deploys.states import State
 from devtools.docker_images import NoBusybox, base_image
 from tests.clusters import conftest as target_fixtures
-from tests.clusters.docker_world import Ledger
+from tests.clusters.ledgers import Ledger
 from tests.deploys import test_rollout_worker_killed as killed
 from tests.deploys.test_rollout_worker_killed import (
     WORKER_START,

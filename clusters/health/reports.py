@@ -1,0 +1,33 @@
+"""What the cluster checks share about their reports (clusters.models.ClusterReport): the open
+ones of a kind, closing one with why, and what a check did, for its log line and the tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from clusters.models import Cluster, ClusterReport
+
+
+@dataclass
+class Outcome:
+    """What one check did, by subject (an instance, or the cluster's name)."""
+
+    opened: list[str] = field(default_factory=list)
+    closed: list[str] = field(default_factory=list)
+    drained: list[str] = field(default_factory=list)
+    undrained: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.opened or self.closed or self.drained or self.undrained)
+
+
+def open_reports(cluster: Cluster, kind: str) -> dict[str, ClusterReport]:
+    """The cluster's open reports of `kind`, by subject (one each: the database says so)."""
+    return {r.subject: r for r in cluster.reports.filter(kind=kind, closed_at__isnull=True)}
+
+
+def close(report: ClusterReport, now: datetime, why: str, outcome: Outcome) -> None:
+    report.closed_at, report.closed_why = now, why
+    report.save(update_fields=["closed_at", "closed_why"])
+    outcome.closed.append(report.subject or report.cluster.name)
