@@ -26,7 +26,7 @@ from django.utils import timezone
 from clusters.models import Cluster, ClusterReport, ContainerInstanceState, ReportKind
 from clusters.targets import ecs_instances
 
-from .reports import Outcome, close, open_reports
+from .reports import Outcome, close, open_report, open_reports
 
 DRAINING, ACTIVE = "DRAINING", "ACTIVE"
 
@@ -105,18 +105,17 @@ def _remember(cluster: Cluster, described, now: datetime) -> list[ContainerInsta
 
 def _open(cluster: Cluster, state: ContainerInstanceState, now: datetime, watched) -> ClusterReport:
     minutes = int((now - state.since).total_seconds() // 60)
-    report = ClusterReport.objects.create(
-        cluster=cluster,
-        kind=ReportKind.AGENT_DISCONNECTED,
-        subject=state.name,
-        opened_at=now,
-        message=f"the ECS agent on {state.name} has been disconnected for {minutes} min "
+    return open_report(
+        cluster,
+        ReportKind.AGENT_DISCONNECTED,
+        now,
+        f"the ECS agent on {state.name} has been disconnected for {minutes} min "
         f"(since {state.since:%Y-%m-%d %H:%M:%S} UTC): the instance takes no new tasks"
         + ("; it is drained so its tasks move" if cluster.drain_disconnected else ""),
+        watched,
+        subject=state.name,
         detail={"arn": state.arn, "since": state.since.isoformat()},
     )
-    watched.opened.append(state.name)
-    return report
 
 
 def _close(cluster, report: ClusterReport, states, now: datetime, watched) -> None:
@@ -136,15 +135,15 @@ def _whole_cluster(cluster, everyone: bool, count: int, now: datetime, watched) 
     """The report that every agent is gone: nothing is drained, and deploys to it wait."""
     report = open_reports(cluster, ReportKind.ALL_AGENTS_DISCONNECTED).get("")
     if everyone and report is None:
-        ClusterReport.objects.create(
-            cluster=cluster,
-            kind=ReportKind.ALL_AGENTS_DISCONNECTED,
-            opened_at=now,
-            message=f"every ECS agent of cluster {cluster.name} ({count} instance"
+        open_report(
+            cluster,
+            ReportKind.ALL_AGENTS_DISCONNECTED,
+            now,
+            f"every ECS agent of cluster {cluster.name} ({count} instance"
             f"{'s' if count != 1 else ''}) is disconnected: nothing is drained (there is "
             "nowhere for the tasks to go) and deploys to it wait until one reconnects",
+            watched,
         )
-        watched.opened.append(cluster.name)
     elif not everyone and report is not None:
         why = "an agent reconnected" if count else "the cluster has no instances"
         close(report, now, why, watched)

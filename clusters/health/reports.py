@@ -27,6 +27,29 @@ def open_reports(cluster: Cluster, kind: str) -> dict[str, ClusterReport]:
     return {r.subject: r for r in cluster.reports.filter(kind=kind, closed_at__isnull=True)}
 
 
+def open_report(
+    cluster: Cluster,
+    kind: str,
+    now: datetime,
+    message: str,
+    outcome: Outcome,
+    *,
+    subject: str = "",
+    detail: dict | None = None,
+) -> ClusterReport:
+    """Open a report (the caller holds the cluster's row, so it is the only one open)."""
+    report = ClusterReport.objects.create(
+        cluster=cluster,
+        kind=kind,
+        subject=subject,
+        opened_at=now,
+        message=message,
+        detail=detail or {},
+    )
+    outcome.opened.append(subject or cluster.name)
+    return report
+
+
 def close(report: ClusterReport, now: datetime, why: str, outcome: Outcome) -> None:
     report.closed_at, report.closed_why = now, why
     report.save(update_fields=["closed_at", "closed_why"])

@@ -15,10 +15,10 @@ from datetime import datetime
 from django.db import transaction
 from django.utils import timezone
 
-from clusters.models import Cluster, ClusterReport, ContainerInstanceState, ReportKind
+from clusters.models import Cluster, ContainerInstanceState, ReportKind
 from clusters.targets import ecs_instances
 
-from .reports import Outcome, close, open_reports
+from .reports import Outcome, close, open_report, open_reports
 
 
 def check_reserved_memory(
@@ -41,19 +41,19 @@ def check_reserved_memory(
                 continue  # not known: as it was
             reserved = total - instance.registered_memory
             if reserved < minimum and report is None:
-                ClusterReport.objects.create(
-                    cluster=cluster,
-                    kind=ReportKind.RESERVED_MEMORY,
-                    subject=instance.name,
-                    opened_at=now,
-                    message=f"{instance.name} ({instance.instance_type}, {total} MiB) registers "
+                open_report(
+                    cluster,
+                    ReportKind.RESERVED_MEMORY,
+                    now,
+                    f"{instance.name} ({instance.instance_type}, {total} MiB) registers "
                     f"{instance.registered_memory} MiB with ECS, so it keeps {reserved} MiB for "
                     f"the ECS agent and the Docker daemon, less than {minimum} MiB: set "
                     f"ECS_RESERVED_MEMORY={minimum} (or more) in /etc/ecs/ecs.config and "
                     "restart the agent",
+                    checked,
+                    subject=instance.name,
                     detail={"total": total, "registered": instance.registered_memory},
                 )
-                checked.opened.append(instance.name)
             elif reserved >= minimum and report is not None:
                 close(report, now, f"it keeps {reserved} MiB now", checked)
         for report in still_open.values():
