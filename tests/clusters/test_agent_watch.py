@@ -176,16 +176,17 @@ def test_the_admin_lists_reports_and_instances_read_only(admin_client, cluster):
     assert admin_client.get("/admin/clusters/clusterreport/add/").status_code == 403
 
 
-def test_beat_sends_one_watch_per_ecs_cluster_and_a_watch_that_cannot_look_waits(
+def test_beat_sends_one_watch_per_cluster_and_a_watch_that_cannot_look_waits(
     ecs, simulator, cluster, settings, monkeypatch
 ):
     from clusters import tasks
+    from clusters.health import watch
 
-    Cluster.objects.create(name="box", kind="docker", docker_host="unix:///nowhere.sock")
+    box = Cluster.objects.create(name="box", kind="docker", docker_host="unix:///nowhere.sock")
     sent = []
     monkeypatch.setattr(tasks.watch_cluster, "delay", sent.append)
     tasks.watch_clusters()
-    assert sent == [cluster.pk]  # not the Docker host
+    assert sorted(sent) == sorted([cluster.pk, box.pk])
 
     settings.FC_AGENT_GRACE_SECONDS = 0
     arn = simulator.add_container_instance("prod")
@@ -196,7 +197,7 @@ def test_beat_sends_one_watch_per_ecs_cluster_and_a_watch_that_cannot_look_waits
     def away(region, name):
         raise TargetUnavailable("ECS did not answer")
 
-    monkeypatch.setattr(tasks.ecs_instances, "container_instances", away)
+    monkeypatch.setattr(watch.ecs_instances, "container_instances", away)
     tasks.watch_cluster(cluster.pk)  # logged; what was seen before stands
     assert reports()[0].closed_at is None
 

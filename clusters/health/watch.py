@@ -1,0 +1,42 @@
+"""One look at one cluster by every check that applies to its kind, on one reading of it.
+
+Beat's clusters.tasks.watch_clusters sends one clusters.tasks.watch_cluster per cluster; each
+comes here. A check that cannot look (TargetError) leaves what it saw before standing and
+the next run looks again.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from clusters.models import Cluster, ClusterKind
+from clusters.targets import ecs_instances
+
+from . import agents, reserved_memory
+
+log = logging.getLogger(__name__)
+
+
+def watch(cluster: Cluster) -> None:
+    if cluster.kind == ClusterKind.ECS:
+        watch_ecs(cluster)
+    elif cluster.kind == ClusterKind.DOCKER:
+        watch_docker(cluster)
+
+
+def watch_ecs(cluster: Cluster) -> None:
+    """The agent watch and the reserved memory check, on one reading of the instances."""
+    described = ecs_instances.container_instances(cluster.region, cluster.name)
+    _said(cluster, "agent watch", agents.watch_agents(cluster, described))
+    _said(
+        cluster, "reserved memory check", reserved_memory.check_reserved_memory(cluster, described)
+    )
+
+
+def watch_docker(cluster: Cluster) -> None:
+    """The checks of a Docker host."""
+
+
+def _said(cluster: Cluster, check: str, outcome) -> None:
+    if outcome:
+        log.info("%s of %s: %s", check, cluster.name, outcome)
