@@ -19,11 +19,11 @@ from deploys.models import Application
 from . import docker_shape
 from .schema import (
     APPLICATION_FIELDS,
+    CHOICES,
     DOCKER_CONFIG_KEYS,
     DOCKER_DEFAULTS,
     DOCKER_DURATIONS,
     HEALTH_CHECK_DURATIONS,
-    MEMORY_GUARDS,
     format_duration,
 )
 
@@ -33,7 +33,7 @@ def export_app_config_data(application: Application) -> dict:
     data: dict[str, Any] = {"application": application.slug}
     for path, name, kind in APPLICATION_FIELDS:
         value = getattr(application, name)
-        if kind == "memory_guard" and value == MEMORY_GUARDS[0]:
+        if kind in CHOICES and value == CHOICES[kind][0]:
             continue  # the default, left out so that files written before it stay the same
         if kind in ("positive_duration", "duration"):
             value = format_duration(value)

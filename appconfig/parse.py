@@ -39,6 +39,7 @@ from .schema import (
     BACK_TYPES,
     BACKENDS,
     BUILD_KEYS,
+    CHOICES,
     CLUSTER_KEYS,
     DOCKER_CONFIG_KEYS,
     DOCKER_DEFAULTS,
@@ -49,7 +50,6 @@ from .schema import (
     HEALTH_CHECK_KEYS,
     LEGACY_PLACEMENT_KEYS,
     MAX_INTEGER,
-    MEMORY_GUARDS,
     MIGRATION_KEYS,
     MIGRATION_PHASE_KEYS,
     PLACEMENT_KEYS,
@@ -266,8 +266,8 @@ class _Parser:
             return command
         if kind == "backend":
             return self.choice(value, path, BACKENDS)
-        if kind == "memory_guard":
-            return self.choice(value, path, MEMORY_GUARDS)
+        if kind in CHOICES:
+            return self.choice(value, path, CHOICES[kind])
         if kind == "positive_duration":
             return self.duration(value, path, positive=True)
         if kind == "duration":

@@ -32,8 +32,12 @@ TOP_KEYS = (
     "migration",
 )
 BUILD_KEYS = ("backend", "command", "jenkins_job", "timeout", "hold_window", "auto_retries")
-ROLLOUT_KEYS = ("phase_timeout", "soak", "memory_guard")
+ROLLOUT_KEYS = ("phase_timeout", "soak", "memory_guard", "crash_loop")
 MEMORY_GUARDS = ("refuse", "warn")
+CRASH_LOOPS = ("restore", "scale_to_zero", "report")
+# Choices whose first is the default: an export leaves the default out, so that files
+# written before the key existed stay the same.
+CHOICES = {"memory_guard": MEMORY_GUARDS, "crash_loop": CRASH_LOOPS}
 CLUSTER_KEYS = ("region", "arn", "docker_host", "drain_disconnected")
 SERVICE_KEYS = ("name", "process_type", "phase", "health_check_url", "placements")
 ECS_PLACEMENT_KEYS = ("cluster", "ecs_service", "container")
@@ -95,6 +99,7 @@ APPLICATION_FIELDS = (
     ("rollout.phase_timeout", "phase_timeout_seconds", "positive_duration"),
     ("rollout.soak", "soak_seconds", "duration"),
     ("rollout.memory_guard", "memory_guard", "memory_guard"),
+    ("rollout.crash_loop", "crash_loop", "crash_loop"),
 )
 
 _DURATION = re.compile(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
@@ -174,6 +179,7 @@ class AppConfig:
     phase_timeout_seconds: int | None = None
     soak_seconds: int | None = None
     memory_guard: str | None = None
+    crash_loop: str | None = None
     clusters: dict[str, ClusterConfig] = field(default_factory=dict)
     services: list[ServiceConfig] = field(default_factory=list)
     migration: MigrationConfig | None = None  # None: no plan (an existing one is removed)

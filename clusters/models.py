@@ -47,6 +47,7 @@ class ReportKind(models.TextChoices):
     AGENT_DISCONNECTED = "agent_disconnected", "ECS agent disconnected"
     ALL_AGENTS_DISCONNECTED = "all_agents_disconnected", "every ECS agent disconnected"
     RESERVED_MEMORY = "reserved_memory", "too little memory reserved for the system"
+    CRASH_LOOP = "crash_loop", "crash loop: OOM-killed on host after host"
 
 
 class ClusterReport(models.Model):

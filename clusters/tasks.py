@@ -31,3 +31,22 @@ def watch_cluster(cluster_id: int) -> None:
     except TargetError as exc:
         # The next run looks again; what was seen before stands meanwhile.
         log.warning("the watch of cluster %s could not look: %s", cluster.name, exc)
+
+
+@shared_task(soft_time_limit=60, time_limit=90)
+def watch_crash_loops() -> None:
+    """One crash loop check per cluster, each its own task."""
+    for cluster_id in Cluster.objects.filter(kind__in=WATCHED).values_list("pk", flat=True):
+        check_crash_loops.delay(cluster_id)
+
+
+@shared_task(soft_time_limit=60, time_limit=90)
+def check_crash_loops(cluster_id: int) -> None:
+    """The crash loop check of one cluster (clusters/health/crash_loops.py)."""
+    cluster = Cluster.objects.filter(pk=cluster_id, kind__in=WATCHED).first()
+    if cluster is None:
+        return
+    try:
+        watch.watch_crash_loops(cluster)
+    except TargetError as exc:
+        log.warning("the crash loop check of cluster %s could not look: %s", cluster.name, exc)

@@ -38,6 +38,12 @@ from .states import ACTIVE_STATES, FINAL_STATES, SLOT_STATES, State
 log = logging.getLogger(__name__)
 
 MAX_REASON_LENGTH = 500
+# What a crash loop outside a rollout does, as the application page says it.
+CRASH_LOOP_WORDS = {
+    "restore": "restores the revision that ran before",
+    "scale_to_zero": "scales the service to zero",
+    "report": "is reported only",
+}
 
 # What a placement's current revision is, as the page says it.
 DEPLOYED = "deployed"  # the newest finished deploy rolled it out: its new revision
@@ -342,4 +348,5 @@ def settings_summary(application: Application) -> list[tuple[str, str]]:
             if application.memory_guard == "refuse"
             else "warns on the timeline, and deploys",
         ),
+        ("Crash loop outside a rollout", CRASH_LOOP_WORDS[application.crash_loop]),
     ]

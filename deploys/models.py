@@ -65,6 +65,15 @@ class Application(models.Model):
         "reservation above it, tasks that do not fit) does: refuse fails the deploy before "
         "anything changes; warn says so on the timeline and deploys.",
     )
+    crash_loop = models.CharField(
+        max_length=20,
+        choices=[("restore", "restore"), ("scale_to_zero", "scale_to_zero"), ("report", "report")],
+        default="restore",
+        help_text="What a crash loop (tasks or containers of one service OOM-killed on two or "
+        "more hosts within FC_CRASH_LOOP_WINDOW_SECONDS) outside a rollout does: restore puts "
+        "back the revision that ran before the looping one; scale_to_zero stops the service; "
+        "report only reports it. During a rollout the placement fails and is restored.",
+    )
     locked = models.BooleanField(
         default=False, help_text="A locked application queues deploys but starts none."
     )

@@ -62,8 +62,15 @@ manifest. Images that are not in ECR, not annotated, or annotated with an unknow
 (logged once) behave normally. It comes after ``fail_new_tasks``/``stall``/... and
 ``behave_by_image``; ``clear`` leaves it on; ``behave_by_image_annotation(None)`` turns it off.
 
-What it does not simulate: placement (no container instances, capacity or Fargate
-provisioning: tasks simply run), awsvpc networking beyond what moto's Task does, load
+Placement, simply: where the cluster has ACTIVE container instances whose agent is connected
+(``add_container_instance``), each new task of a service runs on the next of them in turn
+(its ``containerInstanceArn``), so a task that dies is replaced on another host; with none,
+tasks run nowhere in particular. ``leak``: tasks start healthy, so the deployment
+completes, then each is OOM-killed after ``leak_after_seconds`` and replaced on the next
+host, where it leaks again (the rogue process that walks a cluster).
+
+What it does not simulate: capacity (placement never refuses a task, and placed tasks take
+no memory from an instance), Fargate provisioning, awsvpc networking beyond what moto's Task does, load
 balancers and health checks (a task is healthy as soon as it is RUNNING, unless it is
 doomed to fail), maximumPercent/minimumHealthyPercent (all new tasks are launched at once
 and an old task stops only when a new one is healthy), the percentage-based circuit
@@ -116,7 +123,7 @@ from moto.moto_api._internal import mock_random
 
 logger = logging.getLogger(__name__)
 
-BEHAVIOURS = ("ok", "oom", "exit", "stall", "circuit-breaker")
+BEHAVIOURS = ("ok", "oom", "exit", "stall", "circuit-breaker", "leak")
 # Behaviours an image's annotation may name for another side of the demo: ECS runs the image
 # as it runs any ("legacy-fails": the demo's legacy deploy job fails, devtools/legacy_jobs.py).
 OTHER_SIDES_BEHAVIOURS = ("legacy-fails",)
@@ -172,6 +179,8 @@ def _behaviour(name: str) -> _Behaviour:
         return _Behaviour("stall")
     if name == "circuit-breaker":
         return _Behaviour("fail", EXIT_REASON, None, 1, force_rollback=True)
+    if name == "leak":
+        return _Behaviour("leak", OOM_REASON, OOM_REASON, 137)
     raise ValueError(f"unknown behaviour {name!r}: one of {', '.join(BEHAVIOURS)}")
 
 
@@ -182,6 +191,7 @@ class _SimTask:
     state: str = "PENDING"  # PENDING | RUNNING | STOPPED
     fail_at: float | None = None  # doomed: when it stops with `failure`
     failure: _Behaviour | None = None
+    leaks: bool = False  # healthy until fail_at: its memory grows until the kernel kills it
 
 
 @dataclass(eq=False)
@@ -225,7 +235,9 @@ class _Deployment:
 
     @property
     def healthy(self) -> list[_SimTask]:
-        return [t for t in self.tasks if t.state == "RUNNING" and t.fail_at is None]
+        return [
+            t for t in self.tasks if t.state == "RUNNING" and (t.fail_at is None or t.leaks)
+        ]
 
 
 @dataclass(eq=False)
@@ -256,6 +268,7 @@ class EcsSimulator:
         task_start_seconds: float = 1.0,
         task_fail_after_seconds: float = 1.0,
         circuit_breaker_threshold: int = 3,
+        leak_after_seconds: float = 30.0,
     ) -> None:
         if task_start_seconds < 0:
             raise ValueError("task_start_seconds must not be negative")
@@ -263,6 +276,11 @@ class EcsSimulator:
             raise ValueError("task_fail_after_seconds must be positive")
         if circuit_breaker_threshold < 1:
             raise ValueError("circuit_breaker_threshold must be at least 1")
+        if leak_after_seconds <= 0:
+            raise ValueError("leak_after_seconds must be positive")
+        self.leak_after_seconds = float(leak_after_seconds)
+        self._images: dict[str, str] = {}  # region -> an image to start instances from
+        self._placed: dict[str, int] = {}  # service ARN -> tasks placed so far (round-robin)
         self.task_start_seconds = float(task_start_seconds)
         self.task_fail_after_seconds = float(task_fail_after_seconds)
         self.circuit_breaker_threshold = circuit_breaker_threshold
@@ -491,7 +509,10 @@ class EcsSimulator:
         import boto3
 
         ec2 = boto3.client("ec2", region_name=region)
-        image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+        image = self._images.get(region)
+        if image is None:  # moto's list of Amazon's images is long: read it once per region
+            image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+            self._images[region] = image
         host = ec2.run_instances(ImageId=image, InstanceType=instance_type, MinCount=1, MaxCount=1)[
             "Instances"
         ][0]
@@ -942,7 +963,7 @@ class EcsSimulator:
         task = ecs_models.Task(
             cluster=cluster,
             task_definition=deployment.task_definition,
-            container_instance_arn=None,
+            container_instance_arn=self._place(backend, cluster, service),
             resource_requirements=None,
             backend=backend,
             group=f"service:{service.name}",
@@ -969,6 +990,25 @@ class EcsSimulator:
             self._schedule(deployment, sim_task, t)
         return sim_task
 
+    def _place(self, backend: Any, cluster: Any, service: Any) -> str | None:
+        """The container instance a new task of the service runs on: the ACTIVE ones whose
+        agent is connected, in turn, so a task that dies is replaced on the next host (as
+        the rogue process of DESIGN.md's "Cluster health" walked the cluster). None when
+        the cluster has no such instance: the task simply runs, as before."""
+        instances = sorted(
+            (
+                i
+                for i in backend.container_instances.get(cluster.name, {}).values()
+                if i.status == "ACTIVE" and i.agent_connected
+            ),
+            key=lambda i: i.container_instance_arn,
+        )
+        if not instances:
+            return None
+        placed = self._placed.get(service.arn, 0)
+        self._placed[service.arn] = placed + 1
+        return instances[placed % len(instances)].container_instance_arn
+
     def _schedule(self, deployment: _Deployment, sim_task: _SimTask, t: float) -> None:
         start_at = max(t, deployment.last_start_slot) + self.task_start_seconds
         deployment.last_start_slot = start_at
@@ -988,6 +1028,9 @@ class EcsSimulator:
             sim_task.fail_at = t + self.task_fail_after_seconds
             sim_task.failure = behaviour
         else:
+            if behaviour.kind == "leak":
+                sim_task.fail_at = t + self.leak_after_seconds
+                sim_task.failure, sim_task.leaks = behaviour, True
             task.health_status = "HEALTHY"
             for container in task.containers:
                 container.health_status = "HEALTHY"

@@ -205,6 +205,11 @@ FC_BUILD_POLL_SECONDS = env.float("FC_BUILD_POLL_SECONDS", default=5.0)
 # disconnects are normal).
 FC_AGENT_WATCH_SECONDS = env.float("FC_AGENT_WATCH_SECONDS", default=60.0)
 FC_AGENT_GRACE_SECONDS = env.float("FC_AGENT_GRACE_SECONDS", default=300.0)
+# The crash loop watch (clusters/health/crash_loops.py): how often each cluster's OOM kills
+# are looked at (the loop must be stopped before it reaches the next host, so more often than
+# the agent watch), and the window in which kills on two hosts make a crash loop.
+FC_CRASH_LOOP_WATCH_SECONDS = env.float("FC_CRASH_LOOP_WATCH_SECONDS", default=10.0)
+FC_CRASH_LOOP_WINDOW_SECONDS = env.float("FC_CRASH_LOOP_WINDOW_SECONDS", default=900.0)
 # How often the safety net runs: a lost step is sent again within its stall window plus this.
 FC_RESUME_INTERVAL = env.int("FC_RESUME_INTERVAL", default=15)
 CELERY_BEAT_SCHEDULE = {
@@ -220,6 +225,10 @@ CELERY_BEAT_SCHEDULE = {
     "watch-clusters": {
         "task": "clusters.tasks.watch_clusters",
         "schedule": timedelta(seconds=FC_AGENT_WATCH_SECONDS),
+    },
+    "watch-crash-loops": {
+        "task": "clusters.tasks.watch_crash_loops",
+        "schedule": timedelta(seconds=FC_CRASH_LOOP_WATCH_SECONDS),
     },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")

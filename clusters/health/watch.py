@@ -12,7 +12,7 @@ import logging
 from clusters.models import Cluster, ClusterKind
 from clusters.targets import ecs_instances
 
-from . import agents, reserved_memory
+from . import agents, crash_loops, reserved_memory
 
 log = logging.getLogger(__name__)
 
@@ -40,3 +40,13 @@ def watch_docker(cluster: Cluster) -> None:
 def _said(cluster: Cluster, check: str, outcome) -> None:
     if outcome:
         log.info("%s of %s: %s", check, cluster.name, outcome)
+
+
+def watch_crash_loops(cluster: Cluster) -> None:
+    """The crash loop check: run more often than the others (FC_CRASH_LOOP_WATCH_SECONDS),
+    since a loop must be stopped before it reaches the next host."""
+    _said(
+        cluster,
+        "crash loop check",
+        crash_loops.check_crash_loops(cluster, crash_loops.kills_on(cluster)),
+    )

@@ -341,6 +341,19 @@ class DockerTarget:
         if not self._on_host(image):
             raise TargetUnavailable(f"{image} was pulled but is not on {self.host}")
 
+    def scale_to_zero(self, placement) -> list[str]:
+        """Stop every running container of the placement (each its stop signal and
+        stop_timeout), keeping them and their labels; returns the names stopped."""
+        running = [r for r in self.replicas(placement) if r.status == "running"]
+        for replica in running:
+            allowed = ((replica.spec or {}).get("config") or {}).get("stop_timeout", 10)
+            with self.engine(f"stop {replica.name}"):
+                try:
+                    replica.container.stop(timeout=allowed)
+                except docker.errors.NotFound:
+                    pass
+        return [r.name for r in running]
+
     # ---------------------------------------------------------------------- reading
 
     def replicas(self, placement) -> list[Replica]:
@@ -438,6 +451,11 @@ def _merged(earlier: Observation, later: Observation) -> Observation:
 @functools.cache
 def _target(host: str) -> DockerTarget:
     return DockerTarget(host)
+
+
+def target_for_host(host: str) -> DockerTarget:
+    """The target of one engine (the cluster checks look at a host, not a placement)."""
+    return _target(host)
 
 
 def target_for(placement) -> DockerTarget:

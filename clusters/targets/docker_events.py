@@ -48,6 +48,28 @@ def died(client, watched: Mapping[str, str], since: float) -> bool:
     return _first(client, watched, since, time.time(), ("die", "oom"))
 
 
+def oom_kills(client, since: float, until: float) -> list[dict[str, str]]:
+    """The labelled containers the kernel OOM-killed between `since` and `until`, as the
+    engine recorded them (it keeps its recent events): each the container's labels with its
+    name ("name") and when ("at", Unix seconds). Answered at once: `until` is not ahead."""
+    stream = client.events(
+        since=stamp(since),
+        until=stamp(min(until, time.time())),
+        decode=True,
+        filters={"type": "container", "label": PLACEMENT, "event": ["oom"]},
+    )
+    kills = []
+    try:
+        for event in stream:
+            attributes = dict((event.get("Actor") or {}).get("Attributes") or {})
+            at = event.get("timeNano")
+            attributes["at"] = str(at / 1e9 if at else event.get("time", until))
+            kills.append(attributes)
+    finally:
+        stream.close()
+    return kills
+
+
 def _first(client, watched, since: float, until: float, kinds=WAKING) -> bool:
     stream = client.events(
         since=stamp(since),

@@ -35,6 +35,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import boto3
 from botocore.config import Config
@@ -130,6 +131,23 @@ class StoppedTask:
     stop_code: str
     exit_codes: tuple[int | None, ...]
     container_reasons: tuple[str, ...]
+    group: str = ""  # service:<name> for a service's task
+    container_instance: str = ""  # the container instance's ARN; "" on Fargate
+    stopped_at: datetime | None = None
+
+    @property
+    def service(self) -> str:
+        """The ECS service that ran it ('' for a task run by hand)."""
+        return self.group.removeprefix("service:") if self.group.startswith("service:") else ""
+
+    @property
+    def oom_killed(self) -> bool:
+        """Stopped by the kernel for memory: OutOfMemoryError, or exit code 137 (SIGKILL,
+        which is what the OOM killer sends) without ECS having stopped it on purpose."""
+        words = " ".join((self.stopped_reason, *self.container_reasons))
+        return "OutOfMemory" in words or (
+            137 in self.exit_codes and self.stop_code == "EssentialContainerExited"
+        )
 
     @property
     def failed(self) -> bool:
@@ -385,6 +403,12 @@ class EcsTarget:
         out = self._looks_out(watch, state, ours)
         return Observation(Progress.OUT if out else Progress.PROGRESSING, **counts)
 
+    def scale_to_zero(self, placement) -> None:
+        """Set the service's desired count to 0: ECS stops its tasks and starts none."""
+        cluster, service = placement.cluster.name, placement.ecs_service_name
+        with _aws(f"scale {service} on {cluster} to zero"):
+            self.ecs.update_service(cluster=cluster, service=service, desiredCount=0)
+
     # ------------------------------------------------------------- ECS's calls
 
     def describe_service(self, cluster: str, service: str) -> ServiceState:
@@ -507,6 +531,9 @@ def _stopped_task(task: dict) -> StoppedTask:
         stop_code=task.get("stopCode", ""),
         exit_codes=tuple(c.get("exitCode") for c in containers),
         container_reasons=tuple(c.get("reason", "") for c in containers),
+        group=task.get("group", ""),
+        container_instance=task.get("containerInstanceArn", "") or "",
+        stopped_at=task.get("stoppedAt"),
     )
 
 
@@ -537,6 +564,11 @@ def image_exists(image: str) -> bool:
 @functools.cache
 def _target(region: str) -> EcsTarget:
     return EcsTarget(region)
+
+
+def target_for_region(region: str) -> EcsTarget:
+    """The target of one region (the cluster checks look at a cluster, not a placement)."""
+    return _target(region)
 
 
 def target_for(placement) -> EcsTarget:
