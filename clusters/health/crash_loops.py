@@ -147,15 +147,23 @@ def _docker_kills(cluster: Cluster) -> list[OomKill]:
         found = docker_events.oom_kills(
             target.client, until - settings.FC_CRASH_LOOP_WINDOW_SECONDS, until
         )
+    # Only this cluster's placements: an engine may have run containers of others before.
+    ours = {
+        str(pk)
+        for pk in Placement.objects.filter(cluster=cluster, retired_at__isnull=True).values_list(
+            "pk", flat=True
+        )
+    }
     return [
         OomKill(
             subject=f"{kill.get(APPLICATION, '')}/{kill.get(SERVICE, '')}",
             revision=kill.get(REVISION, ""),
             host=kill.get("name", "?"),
             at=datetime.fromtimestamp(float(kill["at"]), tz=UTC),
-            placement_id=int(kill[PLACEMENT]) if kill.get(PLACEMENT, "").isdigit() else None,
+            placement_id=int(kill[PLACEMENT]),
         )
         for kill in found
+        if kill.get(PLACEMENT) in ours
     ]
 
 

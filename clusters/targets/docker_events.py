@@ -51,23 +51,40 @@ def died(client, watched: Mapping[str, str], since: float) -> bool:
 def oom_kills(client, since: float, until: float) -> list[dict[str, str]]:
     """The labelled containers the kernel OOM-killed between `since` and `until`, as the
     engine recorded them (it keeps its recent events): each the container's labels with its
-    name ("name") and when ("at", Unix seconds). Answered at once: `until` is not ahead."""
+    name ("name") and when ("at", Unix seconds). Answered at once: `until` is not ahead.
+
+    An engine says "oom" where it hears of it from the kernel, but not every one does (on
+    cgroup v2 hosts it often only says "die" with exit code 137). So a container that died
+    with 137, SIGKILL's code, counts too, unless somebody killed it: a stop or kill through
+    the engine is a "kill" event of its own first.
+    """
     stream = client.events(
         since=stamp(since),
         until=stamp(min(until, time.time())),
         decode=True,
-        filters={"type": "container", "label": PLACEMENT, "event": ["oom"]},
+        filters={"type": "container", "label": PLACEMENT, "event": ["oom", "kill", "die"]},
     )
-    kills = []
+    killed_on_purpose: set[str] = set()
+    kills: dict[str, dict[str, str]] = {}
     try:
         for event in stream:
+            container, action = event.get("id", ""), event.get("Action") or event.get("status")
             attributes = dict((event.get("Actor") or {}).get("Attributes") or {})
-            at = event.get("timeNano")
-            attributes["at"] = str(at / 1e9 if at else event.get("time", until))
-            kills.append(attributes)
+            if action == "kill":
+                killed_on_purpose.add(container)
+                continue
+            if action == "die" and (
+                attributes.get("exitCode") != "137" or container in killed_on_purpose
+            ):
+                continue
+            if action in ("oom", "die") and container not in kills:
+                at = event.get("timeNano")
+                attributes["at"] = str(at / 1e9 if at else event.get("time", until))
+                attributes.pop("exitCode", None)
+                kills[container] = attributes
     finally:
         stream.close()
-    return kills
+    return list(kills.values())
 
 
 def _first(client, watched, since: float, until: float, kinds=WAKING) -> bool:
