@@ -70,8 +70,8 @@ completes, then each is OOM-killed after ``leak_after_seconds`` and replaced on 
 host, where it leaks again (the rogue process that walks a cluster).
 
 What it does not simulate: capacity (placement never refuses a task, and placed tasks take
-no memory from an instance), Fargate provisioning, awsvpc networking beyond what moto's Task does, load
-balancers and health checks (a task is healthy as soon as it is RUNNING, unless it is
+no memory from an instance), Fargate provisioning, awsvpc networking beyond what moto's Task
+does, load balancers and health checks (a task is healthy as soon as it is RUNNING, unless it is
 doomed to fail), maximumPercent/minimumHealthyPercent (all new tasks are launched at once
 and an old task stops only when a new one is healthy), the percentage-based circuit
 breaker threshold, task sets, CODE_DEPLOY/EXTERNAL controllers (left to moto), daemon
@@ -235,9 +235,7 @@ class _Deployment:
 
     @property
     def healthy(self) -> list[_SimTask]:
-        return [
-            t for t in self.tasks if t.state == "RUNNING" and (t.fail_at is None or t.leaks)
-        ]
+        return [t for t in self.tasks if t.state == "RUNNING" and (t.fail_at is None or t.leaks)]
 
 
 @dataclass(eq=False)

@@ -16,8 +16,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from clusters.health import crash_loops
-from clusters.health.watch import watch_ecs
 from clusters.health.crash_loops import OomKill, check_crash_loops, find_loops, kills_on
+from clusters.health.watch import watch_ecs
 from clusters.models import Cluster, ClusterReport, Placement, ProcessType, ReportKind, Service
 from deploys.models import Application, Deploy, RolloutStatus, ServiceRollout
 from deploys.states import State
