@@ -87,6 +87,19 @@ def test_the_page_puts_open_reports_first_then_instances_then_closed_ones(
     assert 'href="/applications/demo-shop/"' in html
 
 
+def test_a_crash_loop_report_says_what_was_done_about_it(logged_in, prod, application):
+    ClusterReport.objects.create(
+        cluster=prod,
+        kind=ReportKind.CRASH_LOOP,
+        subject="shop-worker",
+        message="shop-worker at shop-worker:2 was OOM-killed on 2 hosts (i-1, i-2)",
+        detail={"action": "restored", "said": "restored shop-worker:1 <b>before</b>"},
+    )
+    html = logged_in.get("/clusters/prod/").content.decode()
+    assert "crash loop: OOM-killed on host after host" in html
+    assert "restored shop-worker:1 &lt;b&gt;before&lt;/b&gt;" in html
+
+
 def test_an_unknown_cluster_is_a_404_and_the_page_needs_a_login(client, logged_in, prod):
     assert logged_in.get("/clusters/nowhere/").status_code == 404
     logged_in.logout()
