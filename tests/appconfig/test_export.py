@@ -85,6 +85,12 @@ def test_the_api_gives_the_config(application, user):
     warned = export_app_config_data(application)
     assert warned["rollout"]["memory_guard"] == "warn"
     assert parse_app_config(yaml.safe_dump(warned)).memory_guard == "warn"
+
+    application.crash_loop = "scale_to_zero"  # likewise: restore is left out
+    application.save(update_fields=["crash_loop"])
+    stopping = export_app_config_data(application)
+    assert stopping["rollout"]["crash_loop"] == "scale_to_zero"
+    assert parse_app_config(yaml.safe_dump(stopping)).crash_loop == "scale_to_zero"
     assert body["clusters"]["demo"]["region"] == "us-east-1"
     assert [s["name"] for s in body["services"]] == ["worker", "poller", "static", "web"]
     assert body["services"][0]["placements"] == [

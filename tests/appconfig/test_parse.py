@@ -151,6 +151,10 @@ def second_worker(placement):
             "rollout.memory_guard: 'off' is not one of refuse, warn",
         ),
         (
+            set_in(["rollout", "crash_loop"], "kill"),
+            "rollout.crash_loop: 'kill' is not one of restore, scale_to_zero, report",
+        ),
+        (
             set_in(["rollout", "soak"], "1 minute"),
             "rollout.soak: str '1 minute' is not a duration: write 90s, 10m, 1h, 1h30m or a "
             "whole number of seconds",
