@@ -21,6 +21,7 @@ CONFIG_FILE = Path(__file__).resolve().with_name("demo-shop.fatcontroller.yml")
 # simulated ECS (devtools.ecs_simulator's behave_by_image_annotation).
 BEHAVIOUR_ANNOTATION = "org.fatcontroller.demo.behaviour"
 OOM_BRANCH = "feature/oom-on-boot"
+LEAK_BRANCH = "feature/leaky-cache"
 # Its image runs on ECS, but the demo's legacy deploy job fails on it (devtools/legacy_jobs.py
 # reads the same annotation): the rollout restores the ECS side too.
 LEGACY_FAILS = "legacy-fails"
@@ -216,6 +217,18 @@ echo "integration: 5 tests passed"
             "shop/boot.txt": "warm caches: the whole catalogue, every photo, at full size\n",
             "image.json": IMAGE_JSON.replace(
                 '"demo-shop"\n', f'"demo-shop",\n    "{BEHAVIOUR_ANNOTATION}": "oom"\n'
+            ),
+        },
+    ),
+    # Builds green, rolls out and is merged, then its memory grows until each task is
+    # OOM-killed, and ECS places it on the next host: the crash loop check sees two hosts
+    # killed and restores the revision before it (the cluster page shows the report).
+    LEAK_BRANCH: (
+        "Keep every rendered page in an unbounded in-memory cache",
+        {
+            "shop/cache.txt": "cache: every rendered page, for ever (no eviction)\n",
+            "image.json": IMAGE_JSON.replace(
+                '"demo-shop"\n', f'"demo-shop",\n    "{BEHAVIOUR_ANNOTATION}": "leak"\n'
             ),
         },
     ),

@@ -16,6 +16,7 @@ says, and merges; a branch whose image runs out of memory on ECS is rolled back,
 branch whose legacy job fails is rolled back on both sides, unmerged.
 """
 
+import json
 import re
 import shutil
 import sqlite3
@@ -32,6 +33,7 @@ from deploys.states import FINAL_STATES, State
 from devtools.demo import (
     BEHAVIOUR_ANNOTATION,
     DEMO_SLUG,
+    LEAK_BRANCH,
     LEGACY_FAILS,
     LEGACY_FAILS_BRANCH,
     OOM_BRANCH,
@@ -457,3 +459,47 @@ def test_a_demo_branch_whose_legacy_job_fails_is_rolled_back_on_both_sides(embed
         r = legacy[name]
         assert r["message"] == f"back on {r['previous_task_definition']}", r
     assert main_head(server) == main_before, deploy
+
+
+def crash_loop_reports(server: EmbeddedServer) -> dict[str, dict]:
+    """The demo cluster's crash loop reports, by service, as the server's database has them."""
+    database = server.var_dir / "fatcontroller.sqlite3"
+    with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=30) as connection:
+        rows = connection.execute(
+            "SELECT subject, detail, closed_at FROM clusters_clusterreport WHERE kind = ?",
+            ["crash_loop"],
+        ).fetchall()
+    connection.close()
+    return {
+        subject: {**json.loads(detail), "closed_at": closed} for subject, detail, closed in rows
+    }
+
+
+def test_a_demo_branch_that_leaks_memory_is_a_crash_loop_stopped_at_the_second_host(embedded):
+    server = embedded
+    session = login(server)
+
+    deploy_id = queue_deploy(session, server, LEAK_BRANCH)
+    deploy = wait_for_state(
+        session, server, deploy_id, State.SUCCEEDED, give_up_at={State.BUILD_FAILED}
+    )
+    # It went out healthy and was merged; then its tasks outgrow their memory, host after
+    # host, and the crash loop check puts back the revision before it on each ECS service.
+    made = {name: r["new_task_definition"] for name, r in ecs_rollouts(deploy).items()}
+    before = {name: r["previous_task_definition"] for name, r in ecs_rollouts(deploy).items()}
+    deadline = time.monotonic() + DEPLOY_TIMEOUT
+    while True:
+        reports = crash_loop_reports(server)
+        if all(reports.get(name, {}).get("action") == "restored" for name in made):
+            break
+        assert time.monotonic() < deadline, reports
+        time.sleep(0.5)  # the watch runs every FC_CRASH_LOOP_WATCH_SECONDS
+    for name, report in reports.items():
+        assert report["revision"] == made[name], report
+        assert len(report["hosts"]) >= 2, report
+        assert report["good"] == before[name], report
+        assert report["closed_at"] is None, report
+    page = session.get(f"{server.url}/clusters/demo/", timeout=30)
+    assert page.status_code == 200
+    assert "crash loop: OOM-killed on host after host" in page.text
+    assert "restored demo-shop-" in page.text

@@ -40,6 +40,9 @@ BASE_TAG = "base"
 DESIRED_COUNT = 2
 TASK_START_SECONDS = 1.0  # a demo phase takes seconds, not minutes
 TASK_FAIL_AFTER_SECONDS = 1.0
+# The demo's leaking image ("leak"): past the 5 s soak, so its deploy succeeds and the crash
+# loop shows afterwards, host after host, until the crash loop check stops it.
+LEAK_AFTER_SECONDS = 20.0
 
 ECR_REPOSITORY_HOST = ".dkr.ecr."
 
@@ -255,7 +258,9 @@ class Command(BaseCommand):
 
         endpoint = endpoint_for(port)
         simulator = EcsSimulator(
-            task_start_seconds=TASK_START_SECONDS, task_fail_after_seconds=TASK_FAIL_AFTER_SECONDS
+            task_start_seconds=TASK_START_SECONDS,
+            task_fail_after_seconds=TASK_FAIL_AFTER_SECONDS,
+            leak_after_seconds=LEAK_AFTER_SECONDS,
         )
         server = ThreadedMotoServer(ip_address=HOST, port=port, verbose=False)
         simulator.install()
