@@ -1,6 +1,12 @@
-"""The cluster health checks, run by beat (fatcontroller/settings.py: CELERY_BEAT_SCHEDULE)."""
+"""The cluster health checks, run by beat (fatcontroller/settings.py: CELERY_BEAT_SCHEDULE).
+
+Beat sends one fan-out task per check; it sends one task per cluster, so one slow cluster
+delays none. A check that cannot look (TargetError) is logged: what it saw before stands and
+the next run looks again.
+"""
 
 import logging
+from collections.abc import Callable
 
 from celery import shared_task
 
@@ -13,40 +19,38 @@ log = logging.getLogger(__name__)
 WATCHED = (ClusterKind.ECS, ClusterKind.DOCKER)
 
 
+def _each_cluster(task) -> None:
+    for cluster_id in Cluster.objects.filter(kind__in=WATCHED).values_list("pk", flat=True):
+        task.delay(cluster_id)
+
+
+def _look(cluster_id: int, check: Callable[[Cluster], None], what: str) -> None:
+    cluster = Cluster.objects.filter(pk=cluster_id, kind__in=WATCHED).first()
+    if cluster is None:
+        return
+    try:
+        check(cluster)
+    except TargetError as exc:
+        log.warning("the %s of cluster %s could not look: %s", what, cluster.name, exc)
+
+
 @shared_task(soft_time_limit=60, time_limit=90)
 def watch_clusters() -> None:
-    """One watch per cluster, each its own task, so one slow cluster delays none."""
-    for cluster_id in Cluster.objects.filter(kind__in=WATCHED).values_list("pk", flat=True):
-        watch_cluster.delay(cluster_id)
+    _each_cluster(watch_cluster)
 
 
 @shared_task(soft_time_limit=60, time_limit=90)
 def watch_cluster(cluster_id: int) -> None:
     """Every check of the cluster's kind (clusters/health/watch.py)."""
-    cluster = Cluster.objects.filter(pk=cluster_id, kind__in=WATCHED).first()
-    if cluster is None:
-        return
-    try:
-        watch.watch(cluster)
-    except TargetError as exc:
-        # The next run looks again; what was seen before stands meanwhile.
-        log.warning("the watch of cluster %s could not look: %s", cluster.name, exc)
+    _look(cluster_id, watch.watch, "watch")
 
 
 @shared_task(soft_time_limit=60, time_limit=90)
 def watch_crash_loops() -> None:
-    """One crash loop check per cluster, each its own task."""
-    for cluster_id in Cluster.objects.filter(kind__in=WATCHED).values_list("pk", flat=True):
-        check_crash_loops.delay(cluster_id)
+    _each_cluster(check_crash_loops)
 
 
 @shared_task(soft_time_limit=60, time_limit=90)
 def check_crash_loops(cluster_id: int) -> None:
     """The crash loop check of one cluster (clusters/health/crash_loops.py)."""
-    cluster = Cluster.objects.filter(pk=cluster_id, kind__in=WATCHED).first()
-    if cluster is None:
-        return
-    try:
-        watch.watch_crash_loops(cluster)
-    except TargetError as exc:
-        log.warning("the crash loop check of cluster %s could not look: %s", cluster.name, exc)
+    _look(cluster_id, watch.watch_crash_loops, "crash loop check")

@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
-from django.contrib.auth import get_user_model
 from django.db import connection
 from django.utils import timezone
 from hypothesis import given
@@ -19,8 +18,10 @@ from clusters.health import crash_loops
 from clusters.health.crash_loops import OomKill, check_crash_loops, find_loops, kills_on
 from clusters.health.watch import watch_ecs
 from clusters.models import Cluster, ClusterReport, Placement, ProcessType, ReportKind, Service
-from deploys.models import Application, Deploy, RolloutStatus, ServiceRollout
+from deploys.models import Application, ServiceRollout
 from deploys.states import State
+
+from .releases import shipped
 
 REGION = "us-east-1"
 LEAK_AFTER = 30.0
@@ -66,19 +67,7 @@ def world(db, ecs, simulator, hosts):
     placement = Placement.objects.create(
         service=service, cluster=cluster, ecs_service_name="shop-worker", container_name="app"
     )
-    user = get_user_model().objects.create_user("ada")
-    deploy = Deploy.objects.create(
-        application=app, branch="feature/cache", requester=user, state=State.SUCCEEDED
-    )
-    ServiceRollout.objects.create(
-        deploy=deploy,
-        placement=placement,
-        phase=1,
-        status=RolloutStatus.DONE,
-        revision_before=good,
-        revision_made=leaky,
-        finished_at=timezone.now(),
-    )
+    deploy = shipped(placement, good, leaky)
     return {"good": good, "leaky": leaky, "cluster": cluster, "app": app, "deploy": deploy}
 
 
@@ -281,3 +270,28 @@ def test_a_loop_is_a_revision_killed_on_two_hosts_within_the_window(kills):
                 if (k.subject, k.revision) == (subject, revision) and NOW - k.at <= WINDOW
             }
             assert len(hosts) < 2
+
+
+def test_beat_sends_one_crash_loop_check_per_cluster_and_one_that_cannot_look_waits(
+    ecs, simulator, world, monkeypatch, caplog
+):
+    from clusters import tasks
+    from clusters.targets.base import TargetUnavailable
+
+    box = Cluster.objects.create(name="box", kind="docker", docker_host="unix:///nowhere.sock")
+    sent = []
+    monkeypatch.setattr(tasks.check_crash_loops, "delay", sent.append)
+    tasks.watch_crash_loops()
+    assert sorted(sent) == sorted([world["cluster"].pk, box.pk])
+
+    simulator.advance(2 * LEAK_AFTER)
+    tasks.check_crash_loops(world["cluster"].pk)
+    assert loop_reports()[0].detail["action"] == "restored"
+
+    def away(cluster):
+        raise TargetUnavailable("ECS did not answer")
+
+    monkeypatch.setattr(crash_loops, "_ecs_kills", away)
+    tasks.check_crash_loops(world["cluster"].pk)  # logged; the report stands
+    assert "could not look: ECS did not answer" in caplog.text
+    assert loop_reports()[0].closed_at is None

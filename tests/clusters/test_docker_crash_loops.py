@@ -4,17 +4,13 @@ revision that ran before, once."""
 
 import time
 
-from django.contrib.auth import get_user_model
-from django.utils import timezone
-
 from clusters.health.crash_loops import check_crash_loops, kills_on
 from clusters.models import ClusterReport, ReportKind
 from clusters.targets.base import Progress
 from clusters.targets.docker import target_for
-from deploys.models import Deploy, RolloutStatus, ServiceRollout
-from deploys.states import State
 
 from .docker_world import containers, web
+from .releases import shipped
 from .test_docker_target import deploy
 
 # Runs (and counts healthy after its grace) until told to leak, then fills its memory.
@@ -49,23 +45,7 @@ def test_two_containers_oom_killed_are_a_loop_restored_once(engine, image, place
     seen, ledger = deploy(placement, image)
     assert seen.progress is Progress.OUT
     good, leaky = ledger.revision_before, ledger.revision_made
-    user = get_user_model().objects.create_user("ada")
-    shipped = Deploy.objects.create(
-        application=placement.service.application,
-        branch="feature/cache",
-        requester=user,
-        state=State.SUCCEEDED,
-    )
-    ServiceRollout.objects.create(
-        deploy=shipped,
-        placement=placement,
-        phase=1,
-        status=RolloutStatus.DONE,
-        revision_before=good,
-        revision_made=leaky,
-        detail=ledger.detail,
-        finished_at=timezone.now(),
-    )
+    shipped(placement, good, leaky, detail=ledger.detail)
     cluster = placement.cluster
 
     first, second = containers(engine, placement)
