@@ -10,9 +10,10 @@ from collections.abc import Callable
 
 from celery import shared_task
 
-from clusters.health import watch
+from clusters.health import notices, watch
 from clusters.models import Cluster, ClusterKind
 from clusters.targets.base import TargetError
+from deploys.notify import WebhookUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -54,3 +55,18 @@ def watch_crash_loops() -> None:
 def check_crash_loops(cluster_id: int) -> None:
     """The crash loop check of one cluster (clusters/health/crash_loops.py)."""
     _look(cluster_id, watch.watch_crash_loops, "crash loop check")
+
+
+# A cluster report told to one application's chat webhook (clusters/health/notices.py): its
+# arguments are the report's id and the slug, never the URL; retries ride out a 429 or 5xx.
+@shared_task(
+    bind=True,
+    acks_late=True,
+    autoretry_for=(WebhookUnavailable,),
+    retry_backoff=2,
+    retry_backoff_max=60,
+    max_retries=5,
+    soft_time_limit=60,
+)
+def post_report_notice(self, report_id: int, slug: str, opened: bool) -> None:
+    notices.post_notice(report_id, slug, opened, last_try=self.request.retries >= self.max_retries)

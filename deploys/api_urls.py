@@ -58,4 +58,10 @@ urlpatterns = [
         clusters_api.AppConfigView.as_view(),
         name="api-app-config",
     ),
+    path(
+        "clusters/<str:name>/reports/",
+        clusters_api.ClusterReportsView.as_view(),
+        name="api-cluster-reports",
+    ),
+    path("reports/", clusters_api.OpenReportsView.as_view(), name="api-reports"),
 ]

@@ -171,22 +171,38 @@ def post_event(event_id: int, *, last_try: bool) -> None:
     if event is None:
         return
     deploy = event.deploy
-    slug = deploy.application.slug
+    post(
+        deploy.application.slug,
+        build_payload(event),
+        f"deploy #{deploy.pk}",
+        event.to_state,
+        last_try=last_try,
+    )
+
+
+def post(slug: str, payload: dict, what: str, news: str, *, last_try: bool) -> None:
+    """Post a message of `news` (a state entered, a report opened) about `what` (a deploy, a
+    cluster's report) to the application's webhook.
+
+    2xx is done. Raises WebhookUnavailable when worth trying again (429, 5xx, a timeout, no
+    connection), unless this is the last try: then the trouble is logged and the message
+    dropped; any other answer is logged and dropped. Logs name `what`, the slug and the
+    status, never the URL.
+    """
     url = webhook_url(slug)
     if not url:
         log.warning(
-            "deploy #%s: %s is not set in this worker: no webhook message sent",
-            deploy.pk,
+            "%s: %s is not set in this worker: no webhook message sent",
+            what,
             webhook_variable(slug),
         )
         return
-    payload = build_payload(event)
     try:
         response = requests.post(url, json=payload, timeout=TIMEOUT_SECONDS)
     except ValueError as exc:  # requests' InvalidURL, MissingSchema...: its text holds the URL
         log.warning(
-            "deploy #%s: %s is not a usable URL (%s): no webhook message sent",
-            deploy.pk,
+            "%s: %s is not a usable URL (%s): no webhook message sent",
+            what,
             webhook_variable(slug),
             type(exc).__name__,
         )
@@ -198,20 +214,18 @@ def post_event(event_id: int, *, last_try: bool) -> None:
     else:
         status = response.status_code
         if 200 <= status < 300:
-            log.info("deploy #%s: webhook of %s told (%s)", deploy.pk, slug, event.to_state)
+            log.info("%s: webhook of %s told (%s)", what, slug, news)
             return
         if status != 429 and status < 500:
             log.warning(
-                "deploy #%s: the webhook of %s refused the message with HTTP %s: not retried",
-                deploy.pk,
+                "%s: the webhook of %s refused the message with HTTP %s: not retried",
+                what,
                 slug,
                 status,
             )
             return
         trouble = f"answered HTTP {status}"
     if last_try:
-        log.warning(
-            "deploy #%s: the webhook of %s %s: gave up after retrying", deploy.pk, slug, trouble
-        )
+        log.warning("%s: the webhook of %s %s: gave up after retrying", what, slug, trouble)
         return
     raise WebhookUnavailable(f"the webhook of {slug} {trouble}")

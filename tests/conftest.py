@@ -6,6 +6,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from moto import mock_aws
 
+from clusters.health import notices
 from clusters.targets.ecs import forget_clients
 from deploys import dispatch
 from deploys.models import Application
@@ -26,6 +27,8 @@ class SentTasks:
     sent: list[tuple[str, int]] = field(default_factory=list)
     # Ticks asked for after a pause (a rollout watching ECS): run when the test says so.
     later: list[tuple[str, int]] = field(default_factory=list)
+    # Cluster report notices queued (clusters/health/notices.py): (report id, slug, opened).
+    notices: list[tuple[int, str, bool]] = field(default_factory=list)
 
     def run_all(self) -> None:
         """Run the sent steps in this process, in order, until none is left."""
@@ -46,7 +49,8 @@ class SentTasks:
 
 @pytest.fixture(autouse=True)
 def sent_tasks(request, monkeypatch, settings, tmp_path):
-    """Keep step tasks off the broker unless the test runs a real worker."""
+    """Keep step tasks (and cluster report notices) off the broker unless the test runs a real
+    worker."""
     settings.FC_WORK_DIR = tmp_path / "work"
     recorder = SentTasks()
     if "worker" not in request.fixturenames:
@@ -58,6 +62,7 @@ def sent_tasks(request, monkeypatch, settings, tmp_path):
             "send_task_later",
             lambda name, deploy_id: recorder.later.append((name, deploy_id)),
         )
+        monkeypatch.setattr(notices, "send", lambda *args: recorder.notices.append(args))
     return recorder
 
 

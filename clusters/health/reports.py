@@ -1,10 +1,14 @@
 """What the cluster checks share about their reports (clusters.models.ClusterReport): the open
-ones of a kind, closing one with why, and what a check did, for its log line and the tests."""
+ones of a kind, opening one and closing one with why (each told to the affected applications'
+chat webhooks once committed: notices.py), and what a check did, for its log line and the
+tests."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+
+from django.db import transaction
 
 from clusters.models import Cluster, ClusterReport
 
@@ -47,6 +51,7 @@ def open_report(
         detail=detail or {},
     )
     outcome.opened.append(subject or cluster.name)
+    _tell(report, opened=True)
     return report
 
 
@@ -54,3 +59,12 @@ def close(report: ClusterReport, now: datetime, why: str, outcome: Outcome) -> N
     report.closed_at, report.closed_why = now, why
     report.save(update_fields=["closed_at", "closed_why"])
     outcome.closed.append(report.subject or report.cluster.name)
+    _tell(report, opened=False)
+
+
+def _tell(report: ClusterReport, *, opened: bool) -> None:
+    """The chat notices (notices.py), once the check's transaction has committed."""
+    from . import notices  # the notices know deploys' webhooks; the checks need not load them
+
+    report_id, cluster_id = report.pk, report.cluster_id
+    transaction.on_commit(lambda: notices.report_changed(report_id, cluster_id, opened))
