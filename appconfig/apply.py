@@ -278,7 +278,7 @@ def _apply_clusters(config: AppConfig, application: Application, report) -> dict
         cluster = existing.get(name)
         if cluster is None:
             cluster = Cluster(name=name, kind=wanted.kind, docker_host=wanted.docker_host or "")
-            for attribute in ("region", "arn", "drain_disconnected"):
+            for attribute in ("region", "arn", "drain_disconnected", "reserved_memory_minimum"):
                 if getattr(wanted, attribute) is not None:
                     setattr(cluster, attribute, getattr(wanted, attribute))
             cluster.save()
@@ -294,7 +294,13 @@ def _apply_clusters(config: AppConfig, application: Application, report) -> dict
             if not wanted.docker_host and cluster.docker_host:
                 changes.append(("docker_host", f"docker_host {cluster.docker_host!r} -> ''"))
                 cluster.docker_host = ""
-        for attribute in ("region", "arn", "docker_host", "drain_disconnected"):
+        for attribute in (
+            "region",
+            "arn",
+            "docker_host",
+            "drain_disconnected",
+            "reserved_memory_minimum",
+        ):
             value = getattr(wanted, attribute)
             if value is not None and getattr(cluster, attribute) != value:
                 changes.append(

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from clusters.models import ClusterKind, MigrationPlan, Placement, PlacementKind
+from clusters.models import Cluster, ClusterKind, MigrationPlan, Placement, PlacementKind
 from deploys.models import Application
 
 from . import docker_shape
@@ -26,6 +26,9 @@ from .schema import (
     HEALTH_CHECK_DURATIONS,
     format_duration,
 )
+
+# Written only when it differs, so that files from before the key stay the same.
+DEFAULT_RESERVED_MEMORY = Cluster._meta.get_field("reserved_memory_minimum").default
 
 
 def export_app_config_data(application: Application) -> dict:
@@ -56,6 +59,11 @@ def export_app_config_data(application: Application) -> dict:
         else {"region": c.region, "arn": c.arn}
         # Written only when set, so that files from before it stay the same.
         | ({"drain_disconnected": True} if c.drain_disconnected else {})
+        | (
+            {"reserved_memory_minimum": c.reserved_memory_minimum}
+            if c.reserved_memory_minimum != DEFAULT_RESERVED_MEMORY
+            else {}
+        )
         for c in sorted(clusters, key=lambda c: c.name)
     }
     data["services"] = []

@@ -319,13 +319,31 @@ class _Parser:
                     f"must be true or false, not {_describe_value(drain)}",
                 )
                 drain = None
-        return ClusterConfig(name=name, region=region, arn=arn, drain_disconnected=drain)
+        return ClusterConfig(
+            name=name,
+            region=region,
+            arn=arn,
+            drain_disconnected=drain,
+            reserved_memory_minimum=self.reserved_memory_minimum(known, path),
+        )
+
+    def reserved_memory_minimum(self, known, path) -> int | None:
+        """MiB an instance (or a Docker host) must keep for the agent and the Docker daemon."""
+        if "reserved_memory_minimum" not in known:
+            return None
+        return self.integer(
+            known["reserved_memory_minimum"], _join(path, "reserved_memory_minimum"), minimum=0
+        )
 
     def docker_host(self, name, known, path) -> ClusterConfig | None:
         """A Docker host: its engine's address only; TLS settings come from the environment."""
         others = [key for key in ("region", "arn", "drain_disconnected") if key in known]
         if others:
-            self.error(path, f"a Docker host takes only docker_host, not {', '.join(others)}")
+            self.error(
+                path,
+                "a Docker host takes only docker_host and reserved_memory_minimum, not "
+                + ", ".join(others),
+            )
         key_path = _join(path, "docker_host")
         max_length = Cluster._meta.get_field("docker_host").max_length
         host = self.text(known["docker_host"], key_path, max_length=max_length)
@@ -345,7 +363,10 @@ class _Parser:
                 "or tcp://host:port",
             )
             return None
-        return None if others else ClusterConfig(name=name, docker_host=host)
+        minimum = self.reserved_memory_minimum(known, path)
+        if others:
+            return None
+        return ClusterConfig(name=name, docker_host=host, reserved_memory_minimum=minimum)
 
     def placement(self, value, path) -> PlacementConfig | None:
         known = self.mapping(value, path, PLACEMENT_KEYS)

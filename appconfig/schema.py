@@ -38,7 +38,7 @@ CRASH_LOOPS = ("restore", "scale_to_zero", "report")
 # Choices whose first is the default: an export leaves the default out, so that files
 # written before the key existed stay the same.
 CHOICES = {"memory_guard": MEMORY_GUARDS, "crash_loop": CRASH_LOOPS}
-CLUSTER_KEYS = ("region", "arn", "docker_host", "drain_disconnected")
+CLUSTER_KEYS = ("region", "arn", "docker_host", "drain_disconnected", "reserved_memory_minimum")
 SERVICE_KEYS = ("name", "process_type", "phase", "health_check_url", "placements")
 ECS_PLACEMENT_KEYS = ("cluster", "ecs_service", "container")
 LEGACY_PLACEMENT_KEYS = ("legacy_job", "legacy_version")
@@ -112,6 +112,7 @@ class ClusterConfig:
     arn: str | None = None
     docker_host: str | None = None  # given: a Docker host, not an ECS cluster
     drain_disconnected: bool | None = None  # the agent watch may drain (clusters/health)
+    reserved_memory_minimum: int | None = None  # MiB kept for the system (clusters/health)
 
     @property
     def kind(self) -> str:

@@ -28,7 +28,8 @@ class Cluster(models.Model):
         default=256,
         help_text="MiB each container instance must keep from ECS for the agent and the Docker "
         "daemon (ECS_RESERVED_MEMORY): an instance that registers more of its memory is "
-        "reported.",
+        "reported; on a Docker host, what its running containers' hard limits must leave "
+        "for the Docker daemon.",
     )
     drain_disconnected = models.BooleanField(
         default=False,

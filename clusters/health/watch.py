@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 from clusters.models import Cluster, ClusterKind
-from clusters.targets import ecs_instances
+from clusters.targets import docker, ecs_instances
 
 from . import agents, crash_loops, reserved_memory
 
@@ -34,7 +34,13 @@ def watch_ecs(cluster: Cluster) -> None:
 
 
 def watch_docker(cluster: Cluster) -> None:
-    """The checks of a Docker host."""
+    """The reserved memory check of a Docker host (its crash loops: watch_crash_loops)."""
+    memory = docker.target_for_host(cluster.docker_host).host_memory()
+    _said(
+        cluster,
+        "reserved memory check",
+        reserved_memory.check_docker_reserved_memory(cluster, memory),
+    )
 
 
 def _said(cluster: Cluster, check: str, outcome) -> None:

@@ -203,24 +203,33 @@ class DockerTarget:
             config = normalize(placement.docker_config, container=who(placement))
         except ConfigError:
             return []  # refusal says why
-        with self.engine("read the host's memory"):
-            total = int(self.client.info().get("MemTotal") or 0)
-            running = self.client.api.containers(filters={"status": "running"})
-            limits = [
-                int(self.client.api.inspect_container(c["Id"])["HostConfig"].get("Memory") or 0)
-                for c in running
-            ]
-        if not total:
+        memory = self.host_memory()
+        if not memory.total:
             return []
         surge = max(1, math.ceil(config["replicas"] * (config["max_surge"] - 100) / 100))
         problem = fit_problem(
             self.name(placement),
             desired=min(surge, config["replicas"]),
             each=math.ceil(config["memory"] / MIB),
-            left={placement.cluster.name: max(0, total - sum(limits)) // MIB},
+            left={placement.cluster.name: memory.left // MIB},
             hosts_word="Docker host, less the running containers' hard limits",
         )
         return [problem] if problem else []
+
+    def host_memory(self) -> HostMemory:
+        """The host's memory and every running container's hard limit, ours or not."""
+        with self.engine("read the host's memory"):
+            total = int(self.client.info().get("MemTotal") or 0)
+            running = self.client.api.containers(filters={"status": "running"})
+            limits = {}
+            for entry in running:
+                try:
+                    found = self.client.api.inspect_container(entry["Id"])
+                except docker.errors.NotFound:
+                    continue  # gone since the list: it holds nothing now
+                name = (found.get("Name") or entry["Id"][:12]).lstrip("/")
+                limits[name] = int(found["HostConfig"].get("Memory") or 0)
+        return HostMemory(total=total, limits=limits)
 
     def start(self, placement, image: str, ledger: Ledger) -> str:
         spec = spec_of(placement, image)  # refused before anything changes
@@ -435,6 +444,28 @@ class Container:
             health=health.group(1).removeprefix("health: ") if health else "",
             status=status,
         )
+
+
+@dataclass(frozen=True)
+class HostMemory:
+    """A Docker host's memory in bytes (the engine's MemTotal) and its running containers'
+    hard limits by name (0: none, so it may take all of it)."""
+
+    total: int
+    limits: dict[str, int]
+
+    @property
+    def limited(self) -> int:
+        return sum(self.limits.values())
+
+    @property
+    def left(self) -> int:
+        """What the hard limits leave for the Docker daemon and the rest of the system."""
+        return max(0, self.total - self.limited)
+
+    @property
+    def unlimited(self) -> list[str]:
+        return sorted(name for name, limit in self.limits.items() if not limit)
 
 
 def _going(answer: Observation) -> bool:

@@ -240,3 +240,23 @@ def test_a_cluster_may_allow_the_agent_watch_to_drain_and_the_export_says_so(db)
     assert cluster.drain_disconnected is True
     exported = export_app_config_data(Application.objects.get(slug=data["application"]))
     assert exported["clusters"]["demo"]["drain_disconnected"] is True
+
+
+def test_a_cluster_reserved_memory_minimum_is_applied_changed_and_exported_when_not_256(db):
+    from appconfig.export import export_app_config_data
+
+    data = yaml.safe_load(example_text())
+    apply_app_config(parse_app_config(yaml.safe_dump(data)), create=True)
+    application = Application.objects.get(slug=data["application"])
+    assert Cluster.objects.get(name="demo").reserved_memory_minimum == 256
+    assert "reserved_memory_minimum" not in export_app_config_data(application)["clusters"]["demo"]
+
+    data["clusters"]["demo"]["reserved_memory_minimum"] = 512
+    report = apply_app_config(parse_app_config(yaml.safe_dump(data)))
+    assert "reserved_memory_minimum 256 -> 512" in str(report)
+    assert Cluster.objects.get(name="demo").reserved_memory_minimum == 512
+    exported = export_app_config_data(application)
+    assert exported["clusters"]["demo"]["reserved_memory_minimum"] == 512
+    assert (
+        parse_app_config(yaml.safe_dump(exported)).clusters["demo"].reserved_memory_minimum == 512
+    )

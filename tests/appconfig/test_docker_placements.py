@@ -194,7 +194,8 @@ def test_what_a_docker_placement_leaves_out_is_its_default():
         ),
         (
             with_docker(docker_host="unix:///x.sock", region="us-east-1"),
-            "clusters.box-1: a Docker host takes only docker_host, not region",
+            "clusters.box-1: a Docker host takes only docker_host and reserved_memory_minimum, not "
+            "region",
         ),
         (
             with_docker(docker_host="box:2376"),
@@ -333,3 +334,11 @@ def test_a_config_the_docker_target_could_not_run_is_refused_at_its_path():
     assert errors_of(docker_placement(network="space"))[0].startswith(
         "services[1].placements[0].network: str 'space' is not a network"
     )
+
+
+def test_a_docker_host_takes_a_reserved_memory_minimum():
+    config = parse_app_config(
+        with_docker(docker_host="unix:///var/run/docker.sock", reserved_memory_minimum=512)
+    )
+    assert config.clusters["box-1"].reserved_memory_minimum == 512
+    assert config.clusters["box-1"].kind == ClusterKind.DOCKER

@@ -147,6 +147,14 @@ def second_worker(placement):
             "clusters.demo.drain_disconnected: must be true or false, not str 'yes'",
         ),
         (
+            set_in(["clusters", "demo", "reserved_memory_minimum"], -1),
+            "clusters.demo.reserved_memory_minimum: must be a whole number of at least 0, not -1",
+        ),
+        (
+            set_in(["clusters", "demo", "reserved_memory_minimum"], "256m"),
+            "clusters.demo.reserved_memory_minimum: must be a whole number, not str '256m'",
+        ),
+        (
             set_in(["rollout", "memory_guard"], "off"),
             "rollout.memory_guard: 'off' is not one of refuse, warn",
         ),
