@@ -37,6 +37,7 @@ def main() -> None:
     from bench import (
         broker_latency,
         build_notification,
+        cluster_health,
         docker_rollout,
         dual_rollout,
         pages,
@@ -54,6 +55,7 @@ def main() -> None:
         "dual_rollout": dual_rollout,
         "docker_rollout": docker_rollout,
         "pages": pages,
+        "cluster_health": cluster_health,
     }
     chosen = sys.argv[1:] or list(modules)
     unknown = [name for name in chosen if name not in modules]

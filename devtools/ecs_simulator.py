@@ -500,13 +500,24 @@ class EcsSimulator:
         region: str = "us-east-1",
         instance_type: str = "m5.large",
         registered_memory: int = 7482,
+        endpoint_url: str | None = None,
     ) -> str:
         """Start an EC2 instance of `instance_type` and register it with `cluster`, its
         registered (and, with nothing placed, remaining) memory `registered_memory` MiB;
-        returns the container instance's ARN."""
+        returns the container instance's ARN. `endpoint_url`: the moto server to ask, where
+        AWS_ENDPOINT_URL does not say (moto takes any credentials)."""
         import boto3
 
-        ec2 = boto3.client("ec2", region_name=region)
+        where = (
+            {
+                "endpoint_url": endpoint_url,
+                "aws_access_key_id": "sim",
+                "aws_secret_access_key": "sim",
+            }
+            if endpoint_url
+            else {}
+        )
+        ec2 = boto3.client("ec2", region_name=region, **where)
         image = self._images.get(region)
         if image is None:  # moto's list of Amazon's images is long: read it once per region
             image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
@@ -514,7 +525,7 @@ class EcsSimulator:
         host = ec2.run_instances(ImageId=image, InstanceType=instance_type, MinCount=1, MaxCount=1)[
             "Instances"
         ][0]
-        ecs = boto3.client("ecs", region_name=region)
+        ecs = boto3.client("ecs", region_name=region, **where)
         document = json.dumps({"instanceId": host["InstanceId"], "instanceType": instance_type})
         arn = ecs.register_container_instance(cluster=cluster, instanceIdentityDocument=document)[
             "containerInstance"

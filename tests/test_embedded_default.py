@@ -461,6 +461,36 @@ def test_a_demo_branch_whose_legacy_job_fails_is_rolled_back_on_both_sides(embed
     assert main_head(server) == main_before, deploy
 
 
+def test_the_demo_cluster_shows_a_disconnected_agent_drained_and_one_without_reserved_memory(
+    embedded,
+):
+    server = embedded
+    session = login(server)
+    deadline = time.monotonic() + DEPLOY_TIMEOUT
+    while True:  # the real agent watch, every 10 s, after its 20 s grace (runembedded)
+        answer = session.get(f"{server.url}/api/clusters/demo/reports/?state=open", timeout=30)
+        assert answer.status_code == 200, answer.text
+        found = {r["kind"]: r for r in answer.json()["reports"]}
+        if {"agent_disconnected", "reserved_memory"} <= found.keys():
+            break
+        assert time.monotonic() < deadline, server.explain(f"open reports: {found}")
+        time.sleep(0.5)
+    disconnected, unreserved = found["agent_disconnected"], found["reserved_memory"]
+    assert disconnected["drained"] is True, disconnected  # drain_disconnected: true
+    assert unreserved["detail"] == {"total": 8192, "registered": 8192}, unreserved
+    assert "ECS_RESERVED_MEMORY=256" in unreserved["message"]
+    assert disconnected["subject"] != unreserved["subject"]
+    counts = {kind: [r["kind"] for r in answer.json()["reports"]].count(kind) for kind in found}
+    assert counts["agent_disconnected"] == counts["reserved_memory"] == 1, counts
+
+    page = session.get(f"{server.url}/clusters/demo/", timeout=30)
+    assert page.status_code == 200
+    for report in (disconnected, unreserved):
+        assert report["subject"] in page.text
+        assert report["kind_display"] in page.text
+    assert "DRAINING" in page.text
+
+
 def crash_loop_reports(server: EmbeddedServer) -> dict[str, dict]:
     """The demo cluster's crash loop reports, by service, as the server's database has them."""
     database = server.var_dir / "fatcontroller.sqlite3"

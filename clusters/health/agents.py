@@ -58,6 +58,8 @@ def watch_agents(
                     watched.drained.append(state.name)
                     report.drained = True
                     report.save(update_fields=["drained"])
+                    state.status = DRAINING  # as ECS says now: the page shows it at once
+                    state.save(update_fields=["status"])
         for report in still_open.values():  # reconnected, or no longer there
             _close(cluster, report, states, now, watched)
         _whole_cluster(cluster, everyone, len(states), now, watched)
@@ -123,6 +125,8 @@ def _close(cluster, report: ClusterReport, states, now: datetime, watched) -> No
     if report.drained and state is not None and state.status == DRAINING:
         ecs_instances.set_status(cluster.region, cluster.name, [state.arn], ACTIVE)
         watched.undrained.append(report.subject)
+        state.status = ACTIVE
+        state.save(update_fields=["status"])
     why = (
         "the agent reconnected" + ("; set back to ACTIVE" if report.drained else "")
         if state is not None

@@ -62,6 +62,8 @@ def test_a_disconnect_past_the_grace_is_reported_and_drained_and_a_reconnect_und
     assert report.subject.startswith("i-")
     assert status_of(ecs, arns[0]) == "DRAINING"
     assert status_of(ecs, arns[1]) == "ACTIVE"
+    kept = {s.arn: s.status for s in cluster.instances.all()}  # what the cluster page shows
+    assert kept == {arns[0]: "DRAINING", arns[1]: "ACTIVE"}
 
     simulator.set_agent_connected("prod", arns[0], True)
     watched = watch_agents(cluster, now=t0 + timedelta(seconds=20 + GRACE))
@@ -71,6 +73,7 @@ def test_a_disconnect_past_the_grace_is_reported_and_drained_and_a_reconnect_und
     assert report.closed_at is not None
     assert report.closed_why == "the agent reconnected; set back to ACTIVE"
     assert status_of(ecs, arns[0]) == "ACTIVE"
+    assert cluster.instances.get(arn=arns[0]).status == "ACTIVE"
 
 
 def test_a_cluster_that_does_not_allow_drains_is_only_reported(ecs, simulator, cluster):

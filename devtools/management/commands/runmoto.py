@@ -49,6 +49,18 @@ LEAK_AFTER_SECONDS = 60.0
 
 ECR_REPOSITORY_HOST = ".dkr.ecr."
 
+# The demo cluster's container instances, for the cluster health checks to find (README,
+# "Cluster health"): m5.large has 8192 MiB. Two keep 512 MiB for the ECS agent and the Docker
+# daemon; one keeps none (the reserved memory check reports it); one's agent is disconnected
+# (the agent watch reports it past its grace and drains it).
+DEMO_INSTANCE_TYPE = "m5.large"
+DEMO_INSTANCES = (
+    ("healthy", 8192 - 512, True),
+    ("healthy", 8192 - 512, True),
+    ("no memory reserved", 8192, True),
+    ("agent disconnected", 8192 - 512, False),
+)
+
 
 def port_setting(name: str, default: int) -> int:
     """The port the environment variable `name` says, or `default`."""
@@ -151,8 +163,10 @@ def demo_aws_ready(endpoint: str, aws: DemoAws | None = None) -> bool:
     return True
 
 
-def create_demo_aws(endpoint: str, aws: DemoAws) -> list[str]:
-    """Make what is missing of the demo's AWS side; returns what it made, for people."""
+def create_demo_aws(endpoint: str, aws: DemoAws, simulator=None) -> list[str]:
+    """Make what is missing of the demo's AWS side; returns what it made, for people. Given
+    the ECS simulator (in the moto process), the demo's clusters get container instances
+    (DEMO_INSTANCES) before their services, so the services' tasks are placed on them."""
     # The simulator module loads moto: only the moto process needs it, not its callers.
     from devtools.ecs_simulator import create_service
 
@@ -199,6 +213,8 @@ def create_demo_aws(endpoint: str, aws: DemoAws) -> list[str]:
         if not any(c.get("status") == "ACTIVE" for c in clusters):
             ecs.create_cluster(clusterName=service.cluster)
             made.append(f"ECS cluster {service.cluster} ({service.region})")
+        if simulator is not None:
+            made += _demo_instances(ecs, simulator, service.cluster, service.region)
         described = ecs.describe_services(cluster=service.cluster, services=[service.name])
         if any(s.get("status") == "ACTIVE" for s in described["services"]):
             continue
@@ -214,6 +230,24 @@ def create_demo_aws(endpoint: str, aws: DemoAws) -> list[str]:
         made.append(
             f"ECS service {service.name} (phase {service.phase}) on {service.cluster}: "
             f"{task_definition.rsplit('/', 1)[-1]}, {DESIRED_COUNT} tasks of {aws.base_image}"
+        )
+    return made
+
+
+def _demo_instances(ecs, simulator, cluster: str, region: str) -> list[str]:
+    """DEMO_INSTANCES in a cluster that has no container instance yet."""
+    if ecs.list_container_instances(cluster=cluster)["containerInstanceArns"]:
+        return []
+    made = []
+    for what, registered, connected in DEMO_INSTANCES:
+        arn = simulator.add_container_instance(
+            cluster, region=region, instance_type=DEMO_INSTANCE_TYPE, registered_memory=registered
+        )
+        if not connected:
+            simulator.set_agent_connected(cluster, arn, False)
+        made.append(
+            f"container instance {arn.rsplit('/', 1)[-1]} on {cluster}: {DEMO_INSTANCE_TYPE}, "
+            f"{registered} MiB registered ({what})"
         )
     return made
 
@@ -273,7 +307,7 @@ class Command(BaseCommand):
             server.start()
             simulator.start_clock()
             started = time.monotonic()
-            made = create_demo_aws(endpoint, aws)
+            made = create_demo_aws(endpoint, aws, simulator)
             self.stdout.write(
                 self.style.SUCCESS(
                     f"Simulated AWS (moto) on {endpoint}: made in "
