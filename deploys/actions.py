@@ -4,7 +4,8 @@ and which of these a deploy offers now (allowed_actions, for pages and API alike
 Views and the API call these and hold no logic of their own. Bad input raises
 DeployRequestError (field -> messages) and changes nothing, text with a NUL or a lone
 surrogate included (fatcontroller.text decides), before any query or git command sees it; a
-button pressed in the wrong state raises IllegalTransition.
+button pressed in the wrong state raises IllegalTransition; one the person's role does not
+allow raises roles.NotAllowed (a 403), before anything else is looked at or changed.
 """
 
 from django.db import IntegrityError, transaction
@@ -13,7 +14,7 @@ from builds.models import UNFINISHED_BUILD_STATUSES
 from fatcontroller.text import text_problem
 from lib.git import GitError, InvalidBranchName, validate_branch_name
 
-from . import dispatch, slot
+from . import dispatch, roles, slot
 from .models import Application, Deploy, RolloutStatus, ServiceRollout
 from .pipeline import start_build
 from .repositories import repository_for
@@ -29,13 +30,21 @@ def allowed_actions(deploy: Deploy, user) -> frozenset[Action]:
     """The buttons `deploy` offers `user` now: what its state allows (states.MEANING), but a
     restore only of a release that rolled something out.
 
-    Every logged-in person may press them all today; roles per application (DESIGN.md, "Who
-    may do what") are to narrow them here, for pages and API at once.
+    Only those the person's role allows (roles.py), for pages and API at once.
     """
     allowed = MEANING[State(deploy.state)].actions
     if Action.RESTORE in allowed and not _shipped(deploy):
         allowed -= {Action.RESTORE}
-    return allowed
+    return frozenset(a for a in allowed if roles.may(user, RULE_OF[a], deploy))
+
+
+# The rule (roles.py) of each button.
+RULE_OF = {
+    Action.CANCEL: "cancel",
+    Action.ABANDON: "abandon",
+    Action.RETRY_BUILD: "retry_build",
+    Action.RESTORE: "restore",
+}
 
 
 def _shipped(release: Deploy) -> list[ServiceRollout]:
@@ -69,6 +78,8 @@ def queue_deploy(*, application: str, branch: str, mode: str, requester, note: s
     app = Application.objects.filter(slug=application).first()
     if app is None:
         errors["application"] = [f"There is no application called '{application}'."]
+    else:
+        roles.check(requester, "queue", app)
     if mode not in QUEUEABLE_MODES:
         errors["mode"] = [f"Mode must be one of: {', '.join(QUEUEABLE_MODES)}."]
     try:
@@ -120,6 +131,7 @@ def _already_active(app: Application, branch: str) -> str:
 
 def cancel(deploy: Deploy, *, actor) -> Deploy:
     """Cancel a deploy that has not started deploying; a running build is aborted."""
+    roles.check(actor, "cancel", deploy)
     with transaction.atomic():
         deploy, changed = transition(
             deploy.pk,
@@ -138,6 +150,7 @@ def cancel(deploy: Deploy, *, actor) -> Deploy:
 
 def abandon(deploy: Deploy, *, actor) -> Deploy:
     """Give up on a failed build and hand the slot on."""
+    roles.check(actor, "abandon", deploy)
     deploy, _ = transition(
         deploy.pk,
         State.ABANDONED,
@@ -150,6 +163,7 @@ def abandon(deploy: Deploy, *, actor) -> Deploy:
 
 def retry_build(deploy: Deploy, *, actor) -> Deploy:
     """Build the same candidate again, keeping the slot and the history."""
+    roles.check(actor, "retry_build", deploy)
     return start_build(
         deploy.pk,
         actor=actor,
@@ -161,6 +175,7 @@ def retry_build(deploy: Deploy, *, actor) -> Deploy:
 
 def restore(release: Deploy, *, actor) -> Deploy:
     """Queue a deploy of its own that puts back the revisions `release` rolled out."""
+    roles.check(actor, "restore", release)
     if release.state not in states_allowing(Action.RESTORE):
         raise DeployRequestError(
             {"deploy": [f"Deploy #{release.pk} did not succeed: only a release can be restored."]}

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .models import Application, Deploy, DeployEvent
+from .models import Application, Deploy, DeployEvent, RoleGrant
 
 
 @admin.register(Application)
@@ -27,3 +27,12 @@ class DeployAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
+
+
+@admin.register(RoleGrant)
+class RoleGrantAdmin(admin.ModelAdmin):
+    """Who may do what (deploys/roles.py); `manage.py grant` does the same from a shell."""
+
+    list_display = ("__str__", "role", "user", "group", "application", "granted_at")
+    list_filter = ("role", "application")
+    search_fields = ("user__username", "group__name", "application__slug")

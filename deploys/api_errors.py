@@ -4,6 +4,7 @@ Errors that name fields (a ValidationError, or a ParseError from fatcontroller.p
 which field of the body holds a NUL) keep their fields; any other error is {"detail": [...]}.
 """
 
+from django.core.exceptions import PermissionDenied
 from rest_framework import status
 from rest_framework.exceptions import APIException
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -21,7 +22,9 @@ def exception_handler(exc, context):
         return None
     # Django's Http404 and PermissionDenied arrive as themselves, without a detail.
     detail = getattr(exc, "detail", None)
-    if isinstance(exc, Conflict):
+    if isinstance(exc, PermissionDenied) and str(exc):  # roles.NotAllowed says why
+        response.data = {"errors": {"detail": [str(exc)]}}
+    elif isinstance(exc, Conflict):
         response.data = {"errors": {"state": [str(exc.detail)]}}
     elif isinstance(detail, dict):
         response.data = {"errors": response.data}

@@ -29,7 +29,7 @@ from fatcontroller.text import text_problem
 from lib.durations import in_words
 from lib.urls import redact
 
-from . import slot
+from . import roles, slot
 from .actions import DeployRequestError
 from .docker_now import EngineAnswer, docker_now
 from .models import Application, Deploy, DeployEvent, RolloutStatus, ServiceRollout
@@ -95,6 +95,7 @@ def lock_application(application: Application, *, actor, reason) -> Application:
 
     A deploy already holding the slot carries on. Returns the application as it is now.
     """
+    roles.check(actor, "lock", application)
     reason = clean_reason(reason)
     with transaction.atomic():
         current = Application.objects.select_for_update().get(pk=application.pk)
@@ -112,6 +113,7 @@ def unlock_application(application: Application, *, actor) -> bool:
 
     Returns False when it was not locked (a double click, a page out of date).
     """
+    roles.check(actor, "unlock", application)
     with transaction.atomic():
         current = Application.objects.select_for_update().get(pk=application.pk)
         if not current.locked:

@@ -13,6 +13,7 @@ from clusters import migration
 from clusters.models import MigrationMove, MigrationPhase, MigrationPlan, MigrationState
 from fatcontroller.apiviews import APIView
 
+from . import roles
 from .api_errors import Conflict
 from .migration_page import MigrationPage, PhaseRow, migration_page, no_plan_message
 from .models import Application
@@ -41,6 +42,7 @@ class MigrationMoveView(APIView):
     def post(self, request, slug: str, position: int):
         application = plan_of(slug)
         phase = get_object_or_404(MigrationPhase, plan__application=application, position=position)
+        roles.check(request.user, "move_phase", application)
         to_state, reason, force = move_input(request.data)
         try:
             migration.move(phase, to_state, actor=request.user, reason=reason, force=force)

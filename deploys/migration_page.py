@@ -26,6 +26,7 @@ from clusters.models import (
     Service,
 )
 
+from . import roles
 from .models import Application, RolloutStatus, ServiceRollout
 
 S = MigrationState
@@ -89,14 +90,15 @@ class PhaseRow:
     order_only: bool  # the only rule in the way is the order: staff may force it
     may_force: bool  # the person looking may force a phase out of order
     proofs: list[Proof]  # the ECS side's proof so far, while dual running
+    may_move: bool = True  # the person looking is a maintainer of it (roles.py)
 
     @property
     def can_move(self) -> bool:
-        return self.next_state is not None and not self.blockers
+        return self.may_move and self.next_state is not None and not self.blockers
 
     @property
     def can_force(self) -> bool:
-        return self.next_state is not None and self.order_only and self.may_force
+        return self.may_move and self.next_state is not None and self.order_only and self.may_force
 
     @property
     def next_label(self) -> str:
@@ -148,13 +150,23 @@ def migration_page(application: Application, user) -> MigrationPage:
         row.deploys, row.legacy, row.ecs = health.get(service.pk, (0, SideHealth(), SideHealth()))
         members[service.migration_phase_id].append(row)
     may_force = migration.can_force(user)
+    may_move = roles.may(user, "move_phase", application)
     for phase in phases:
         to_state = migration.next_state(phase.state)
         blocking = migration.blockers(phase) if to_state else []
         order_only = bool(blocking) and not migration.blockers(phase, forced=True)
         proofs = migration.proof_of(phase) if phase.state == S.DUAL_RUNNING else []
         page.phases.append(
-            PhaseRow(phase, members[phase.pk], to_state, blocking, order_only, may_force, proofs)
+            PhaseRow(
+                phase,
+                members[phase.pk],
+                to_state,
+                blocking,
+                order_only,
+                may_force,
+                proofs,
+                may_move,
+            )  # fmt: skip
         )
     page.moves = list(
         MigrationMove.objects.filter(phase__plan=plan).select_related("phase").order_by("at", "id")

@@ -13,6 +13,7 @@ from clusters import migration
 from clusters.models import MigrationPhase, MigrationState
 from fatcontroller.text import displayable
 
+from . import roles
 from .forms import MigrationMoveForm
 from .migration_chart import move_words, percent, share_chart
 from .migration_page import HOW_TO_ADD, migration_page
@@ -52,6 +53,7 @@ def _render_page(request, application, *, tried=None, status: int = 200):
 def move(request, slug: str, position: int):
     application = get_object_or_404(Application, slug=slug)
     phase = get_object_or_404(MigrationPhase, plan__application=application, position=position)
+    roles.check(request.user, "move_phase", application)
     form = MigrationMoveForm(request.POST)
     typed = displayable(request.POST.get("reason", ""))
     # Which of the phase's two buttons was pressed, to open it again with what was typed.

@@ -282,3 +282,49 @@ class ServiceRollout(models.Model):
     @property
     def new_revision(self) -> str:
         return self.revision_made.rsplit("/", 1)[-1]
+
+
+class Role(models.TextChoices):
+    """What a person may do with an application (deploys/roles.py decides), lowest first."""
+
+    VIEWER = "viewer", "viewer: reads"
+    DEPLOYER = "deployer", "deployer: queues, acts on their own deploys, restores releases"
+    MAINTAINER = "maintainer", "maintainer: locks, moves migration phases, acts on any deploy"
+
+
+class RoleGrant(models.Model):
+    """A role given to a user or to a group, on one application or (application empty) on
+    all of them. Staff need none: they administer everything."""
+
+    role = models.CharField(max_length=20, choices=Role.choices)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE,
+        related_name="role_grants",
+    )  # fmt: skip
+    group = models.ForeignKey(
+        "auth.Group", null=True, blank=True, on_delete=models.CASCADE, related_name="role_grants"
+    )
+    application = models.ForeignKey(
+        Application, null=True, blank=True, on_delete=models.CASCADE, related_name="role_grants",
+        help_text="Empty: every application.",
+    )  # fmt: skip
+    granted_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(user__isnull=False, group__isnull=True)
+                | Q(user__isnull=True, group__isnull=False),
+                name="role_grant_to_a_user_or_a_group",
+            ),
+            models.UniqueConstraint(
+                fields=["user", "group", "application"],
+                nulls_distinct=False,
+                name="one_role_grant_per_holder_and_application",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        holder = f"user {self.user}" if self.user_id else f"group {self.group}"
+        where = self.application.slug if self.application_id else "every application"
+        return f"{holder}: {self.role} on {where}"

@@ -12,7 +12,7 @@ from builds.logs import log_tail, with_log_tail
 from builds.models import Build
 from lib.git import GitError
 
-from . import actions, dashboard, sides, slot
+from . import actions, dashboard, roles, sides, slot
 from .forms import QueueDeployForm
 from .models import Application, Deploy, DeployEvent, ServiceRollout
 from .repositories import repository_for
@@ -52,6 +52,9 @@ def queue_deploy(request):
     if form.is_valid():
         try:
             deploy = actions.queue_deploy(requester=request.user, **form.cleaned_data)
+        except roles.NotAllowed as exc:
+            messages.error(request, f"The deploy was not queued: {exc}")
+            return dashboard_page(request, bound_form=form, status=403)
         except actions.DeployRequestError as exc:
             for field, field_errors in exc.errors.items():
                 for error in field_errors:
@@ -131,6 +134,8 @@ def _button(action, done: str):
         state_before = deploy.state
         try:
             after = action(deploy, actor=request.user)
+        except roles.NotAllowed as exc:
+            return _answer(request, pk, "error", str(exc), status=403)
         except IllegalTransition as exc:
             return _answer(request, pk, "error", str(exc), status=409)
         if after.state == state_before:  # a double click, or a page out of date
@@ -163,6 +168,8 @@ def restore(request, pk: int):
     release = get_object_or_404(Deploy, pk=pk)
     try:
         restoring = actions.restore(release, actor=request.user)
+    except roles.NotAllowed as exc:
+        return _answer(request, pk, "error", str(exc), status=403)
     except actions.DeployRequestError as exc:
         return _answer(request, pk, "error", str(exc), status=400)
     return _answer(

@@ -210,6 +210,12 @@ FC_AGENT_GRACE_SECONDS = env.float("FC_AGENT_GRACE_SECONDS", default=300.0)
 # the agent watch), and the window in which kills on two hosts make a crash loop.
 FC_CRASH_LOOP_WATCH_SECONDS = env.float("FC_CRASH_LOOP_WATCH_SECONDS", default=10.0)
 FC_CRASH_LOOP_WINDOW_SECONDS = env.float("FC_CRASH_LOOP_WINDOW_SECONDS", default=900.0)
+# The role of a person no grant names (deploys/roles.py): viewer, deployer or maintainer.
+FC_DEFAULT_ROLE = env.str("FC_DEFAULT_ROLE", default="viewer")
+if FC_DEFAULT_ROLE not in ("viewer", "deployer", "maintainer"):
+    raise ImproperlyConfigured(
+        f"FC_DEFAULT_ROLE must be viewer, deployer or maintainer, not {FC_DEFAULT_ROLE!r}"
+    )
 # How often the safety net runs: a lost step is sent again within its stall window plus this.
 FC_RESUME_INTERVAL = env.int("FC_RESUME_INTERVAL", default=15)
 CELERY_BEAT_SCHEDULE = {

@@ -3,7 +3,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from django.contrib.auth import get_user_model
 from moto import mock_aws
 
 from clusters.health import notices
@@ -131,12 +130,16 @@ def demo_remote(tmp_path, demo_remote_template) -> Path:
 
 @pytest.fixture
 def user(db):
-    return get_user_model().objects.create_user("alice", password="correct horse battery")
+    from tests.people import maintainer
+
+    return maintainer("alice")
 
 
 @pytest.fixture
 def other_user(db):
-    return get_user_model().objects.create_user("bob", password="correct horse battery")
+    from tests.people import maintainer
+
+    return maintainer("bob")
 
 
 @pytest.fixture

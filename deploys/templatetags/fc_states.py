@@ -12,3 +12,11 @@ register = template.Library()
 def final_states() -> str:
     """The final states, space-separated, for <body data-final-states>."""
     return " ".join(sorted(FINAL_STATES))
+
+
+@register.simple_tag(takes_context=True)
+def may(context, action: str, target) -> bool:
+    """{% may "queue" app as can_queue %}: what deploys/roles.py says of the person looking."""
+    from deploys import roles
+
+    return roles.may(context.get("user"), action, target)

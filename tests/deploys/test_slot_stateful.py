@@ -71,6 +71,7 @@ from deploys.states import (
     State,
     is_allowed,
 )
+from tests.people import maintainer
 
 from .slot_world import (
     ECS_ANSWERS,
@@ -131,8 +132,7 @@ class SlotMachine(RuleBasedStateMachine):
         forget_everything()
         self.env.sent.sent.clear()
         self.env.sent.later.clear()
-        users = get_user_model().objects
-        self.users = [users.create_user("alice"), users.create_user("bob")]
+        self.users = [maintainer("alice"), maintainer("bob")]
         self.apps = {
             slug: Application.objects.create(
                 slug=slug,

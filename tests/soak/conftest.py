@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings as django_settings
-from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
 
 from deploys.models import Application
 from tests.deploys.test_rollout_worker_killed import purge_broker
+from tests.people import maintainer
 
 from . import world
 from .world import Beat, Machines, SlowJenkins, simulated_aws, worker_env
@@ -158,7 +158,7 @@ class Soak:
 
 @pytest.fixture
 def soak(worker, aws, jenkins, soak_remote_template, tmp_path):
-    user = get_user_model().objects.create_user("soaker", password="correct horse battery")
+    user = maintainer("soaker")
     api = APIClient()
     api.force_authenticate(user)
     return Soak(worker, aws, jenkins, api, tmp_path, soak_remote_template)
