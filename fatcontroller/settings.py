@@ -56,6 +56,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework.authtoken",
+    # Failed logins throttled per user name and address (below).
+    "axes",
     "fatcontroller",
     "deploys",
     "builds",
@@ -85,8 +87,27 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # The deploy id of /deploys/<pk>/ and /api/deploys/<pk>/ requests, for their log lines.
     "monitoring.middleware.DeployContextMiddleware",
+    # Last before the metrics: it answers a locked-out login (429) and counts the failures.
+    "axes.middleware.AxesMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
+
+# Login throttling (django-axes): FC_LOGIN_FAILURE_LIMIT wrong passwords for one user name
+# from one address lock that pair out for FC_LOGIN_COOLOFF_MINUTES; a right password while
+# locked out is refused too, and one after the window resets the count. Each failure is kept
+# (axes' access attempts, in the admin) with the address and when.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+FC_LOGIN_FAILURE_LIMIT = env.int("FC_LOGIN_FAILURE_LIMIT", default=5)
+FC_LOGIN_COOLOFF_MINUTES = env.int("FC_LOGIN_COOLOFF_MINUTES", default=15)
+AXES_FAILURE_LIMIT = FC_LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = timedelta(minutes=FC_LOGIN_COOLOFF_MINUTES)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_ENABLE_ACCESS_FAILURE_LOG = True
 
 ROOT_URLCONF = "fatcontroller.urls"
 WSGI_APPLICATION = "fatcontroller.wsgi.application"
