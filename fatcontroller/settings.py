@@ -55,10 +55,10 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
     # Failed logins throttled per user name and address (below).
     "axes",
     "fatcontroller",
+    "accounts",
     "deploys",
     "builds",
     "clusters",
@@ -100,6 +100,8 @@ AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
+# How long a new API token lasts unless its maker says (accounts/tokens.py; at most 365).
+FC_TOKEN_DAYS = env.int("FC_TOKEN_DAYS", default=90)
 FC_LOGIN_FAILURE_LIMIT = env.int("FC_LOGIN_FAILURE_LIMIT", default=5)
 FC_LOGIN_COOLOFF_MINUTES = env.int("FC_LOGIN_COOLOFF_MINUTES", default=15)
 AXES_FAILURE_LIMIT = FC_LOGIN_FAILURE_LIMIT
@@ -171,7 +173,7 @@ CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "fatcontroller.authentication.TokenAuthentication",
+        "accounts.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],

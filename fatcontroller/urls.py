@@ -9,5 +9,6 @@ urlpatterns = [
     path("api/", include("deploys.api_urls")),
     path("hooks/", include("builds.urls")),
     path("", include("monitoring.urls")),  # /healthz, /metrics
+    path("", include("accounts.urls")),  # /tokens/
     path("", include("deploys.urls")),
 ]

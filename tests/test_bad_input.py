@@ -10,10 +10,10 @@ import json
 
 import pytest
 from django.core.exceptions import ValidationError as DjangoValidationError
-from rest_framework.authtoken.models import Token
 from rest_framework.exceptions import ValidationError
 from rest_framework.test import APIClient
 
+from accounts import tokens
 from builds.models import Build
 from deploys import actions, applications
 from deploys.api_errors import exception_handler
@@ -202,7 +202,7 @@ def test_a_bad_body_from_a_stranger_is_still_a_401_first(application):
 
 
 def test_a_token_with_a_nul_is_a_wrong_token(application, user):
-    Token.objects.create(user=user)
+    tokens.make(user, "tests")
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION="Token abc\x00def")
     response = client.get("/api/applications/demo-shop/queue/")

@@ -1,7 +1,7 @@
 import pytest
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from accounts import tokens
 from deploys.models import Deploy
 from deploys.states import State
 
@@ -66,9 +66,9 @@ def test_login_is_required(application, user):
 
 
 def test_token_auth_works(application, user):
-    token = Token.objects.create(user=user)
+    _, key = tokens.make(user, "tests")
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
     assert client.get("/api/applications/demo-shop/queue/").status_code == 200
 
 

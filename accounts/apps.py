@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+
+
+class AccountsConfig(AppConfig):
+    """The people's side: API tokens (and, to come, single sign-on and the audit log)."""
+
+    name = "accounts"
+    default_auto_field = "django.db.models.BigAutoField"
