@@ -1,7 +1,7 @@
 from django.contrib import admin
-from django.utils import timezone
 
-from .models import ApiToken
+from . import tokens
+from .models import ApiToken, AuditEntry
 
 
 @admin.register(ApiToken)
@@ -21,7 +21,23 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
     @admin.action(description="Revoke the selected tokens")
     def revoke(self, request, queryset):
-        count = queryset.filter(revoked_at__isnull=True).update(
-            revoked_at=timezone.now(), revoked_by=request.user
-        )
+        count = sum(tokens.revoke(token, by=request.user) for token in queryset)
         self.message_user(request, f"Revoked {count} token{'s' if count != 1 else ''}.")
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(admin.ModelAdmin):
+    """Read only: nobody edits or deletes an audit entry, staff included."""
+
+    list_display = ("at", "actor_name", "address", "action", "application", "subject")
+    list_filter = ("action", "application")
+    search_fields = ("actor_name", "subject")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -15,6 +15,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
+from . import audit
 from .models import ApiToken
 
 KEY_PREFIX = "fc_"
@@ -49,6 +50,12 @@ def make(user, name: str, days: int | None = None) -> tuple[ApiToken, str]:
         prefix=key[:SHOWN],
         expires_at=timezone.now() + timedelta(days=days),
     )
+    audit.record(
+        user,
+        audit.TOKEN_MADE,
+        subject=f"token {token.name} ({token.prefix}...)",
+        change={"owner": user.get_username(), "expires_at": token.expires_at.isoformat()},
+    )
     return token, key
 
 
@@ -69,11 +76,17 @@ def find(key: str) -> tuple[ApiToken | None, str]:
 
 def revoke(token: ApiToken, *, by) -> bool:
     """Revoke it (its owner, or staff); False when it was already revoked."""
-    return bool(
-        ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(
-            revoked_at=timezone.now(), revoked_by=by
-        )
+    revoked = ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(
+        revoked_at=timezone.now(), revoked_by=by
     )
+    if revoked:
+        audit.record(
+            by,
+            audit.TOKEN_REVOKED,
+            subject=f"token {token.name} ({token.prefix}...)",
+            change={"owner": token.user.get_username()},
+        )
+    return bool(revoked)
 
 
 def may_revoke(user, token: ApiToken) -> bool:

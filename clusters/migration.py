@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.utils import timezone
 
+from accounts import audit
 from deploys.states import FINAL_STATES
 
 from .models import (
@@ -231,6 +232,13 @@ def move(
         )
         phase.state, phase.state_since = to_state, now
         phase.save(update_fields=["state", "state_since"])
+        audit.record(
+            actor,
+            audit.PLAN_MOVE,
+            application=phase.plan.application,
+            subject=f"migration phase {phase.position} ({phase.name})",
+            change={"from": record.from_state, "to": to_state, "reason": reason, "forced": forced},
+        )
         if to_state == S.DONE:
             Placement.objects.filter(
                 service__migration_phase=phase, kind=PlacementKind.LEGACY, retired_at=None

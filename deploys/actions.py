@@ -10,6 +10,7 @@ allow raises roles.NotAllowed (a 403), before anything else is looked at or chan
 
 from django.db import IntegrityError, transaction
 
+from accounts import audit
 from builds.models import UNFINISHED_BUILD_STATUSES
 from fatcontroller.text import text_problem
 from lib.git import GitError, InvalidBranchName, validate_branch_name
@@ -101,6 +102,13 @@ def queue_deploy(*, application: str, branch: str, mode: str, requester, note: s
                 application=app, branch=branch, mode=mode, requester=requester, note=note
             )
             slot.record_queued(deploy)
+            audit.record(
+                requester,
+                audit.QUEUE,
+                application=app,
+                subject=f"deploy #{deploy.pk}",
+                change={"branch": branch, "mode": mode, "note": note},
+            )
     except IntegrityError:
         # Two clicks raced past the check below; the constraint caught the second.
         raise DeployRequestError({"branch": [_already_active(app, branch)]}) from None
@@ -140,6 +148,8 @@ def cancel(deploy: Deploy, *, actor) -> Deploy:
             from_states=CANCELLABLE,
             message=f"cancelled by {actor}",
         )
+        if changed:
+            _audit(actor, audit.CANCEL, deploy)
         if changed and deploy.builds.filter(status__in=UNFINISHED_BUILD_STATUSES).exists():
             deploy_id = deploy.pk
             transaction.on_commit(
@@ -151,26 +161,44 @@ def cancel(deploy: Deploy, *, actor) -> Deploy:
 def abandon(deploy: Deploy, *, actor) -> Deploy:
     """Give up on a failed build and hand the slot on."""
     roles.check(actor, "abandon", deploy)
-    deploy, _ = transition(
-        deploy.pk,
-        State.ABANDONED,
-        actor=actor,
-        from_states=states_allowing(Action.ABANDON),
-        message=f"abandoned by {actor} after a failed build",
-    )
+    with transaction.atomic():
+        deploy, changed = transition(
+            deploy.pk,
+            State.ABANDONED,
+            actor=actor,
+            from_states=states_allowing(Action.ABANDON),
+            message=f"abandoned by {actor} after a failed build",
+        )
+        if changed:
+            _audit(actor, audit.ABANDON, deploy)
     return deploy
+
+
+def _audit(actor, action: str, deploy: Deploy, **change) -> None:
+    audit.record(
+        actor,
+        action,
+        application=deploy.application,
+        subject=f"deploy #{deploy.pk}",
+        change={"state": deploy.state, **change},
+    )
 
 
 def retry_build(deploy: Deploy, *, actor) -> Deploy:
     """Build the same candidate again, keeping the slot and the history."""
     roles.check(actor, "retry_build", deploy)
-    return start_build(
-        deploy.pk,
-        actor=actor,
-        from_states=states_allowing(Action.RETRY_BUILD),
-        message=f"{actor} asked for the build to run again",
-        held_until=None,
-    )
+    with transaction.atomic():
+        before = deploy.state
+        after = start_build(
+            deploy.pk,
+            actor=actor,
+            from_states=states_allowing(Action.RETRY_BUILD),
+            message=f"{actor} asked for the build to run again",
+            held_until=None,
+        )
+        if after.state != before:
+            _audit(actor, audit.RETRY, after, was=before)
+    return after
 
 
 def restore(release: Deploy, *, actor) -> Deploy:
@@ -207,6 +235,13 @@ def restore(release: Deploy, *, actor) -> Deploy:
                 for done in shipped
             )
             slot.record_queued(restoring)
+            audit.record(
+                actor,
+                audit.RESTORE,
+                application=release.application,
+                subject=f"deploy #{release.pk}",
+                change={"restoring": restoring.pk},
+            )
     except IntegrityError:
         raise DeployRequestError(
             {"deploy": [f"A restore of deploy #{release.pk} is already queued or running."]}

@@ -1,5 +1,7 @@
 from django.contrib import admin
 
+from accounts import audit
+
 from .models import Application, Deploy, DeployEvent, RoleGrant
 
 
@@ -36,3 +38,13 @@ class RoleGrantAdmin(admin.ModelAdmin):
     list_display = ("__str__", "role", "user", "group", "application", "granted_at")
     list_filter = ("role", "application")
     search_fields = ("user__username", "group__name", "application__slug")
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        audit.record(request.user, audit.ROLE_GRANT, application=obj.application,
+                     subject=str(obj), change={"role": obj.role})  # fmt: skip
+
+    def delete_model(self, request, obj):
+        audit.record(request.user, audit.ROLE_REVOKE, application=obj.application,
+                     subject=str(obj), change={"role": obj.role})  # fmt: skip
+        super().delete_model(request, obj)

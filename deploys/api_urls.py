@@ -4,7 +4,7 @@ from builds import api as builds_api
 from clusters import api as clusters_api
 from fatcontroller import converters  # noqa: F401 - registers <id:...>, used below
 
-from . import actions, api, migration_api
+from . import actions, api, audit_views, migration_api
 
 urlpatterns = [
     path("deploys/", api.DeployListView.as_view(), name="api-deploys"),
@@ -64,4 +64,5 @@ urlpatterns = [
         name="api-cluster-reports",
     ),
     path("reports/", clusters_api.OpenReportsView.as_view(), name="api-reports"),
+    path("audit/", audit_views.AuditView.as_view(), name="api-audit"),
 ]

@@ -23,6 +23,7 @@ from django.db import transaction
 from django.db.models import Count, OuterRef, Prefetch, Subquery
 from django.shortcuts import get_object_or_404
 
+from accounts import audit
 from clusters import migration, targets
 from clusters.models import Placement, PlacementKind, Service
 from fatcontroller.text import text_problem
@@ -103,6 +104,9 @@ def lock_application(application: Application, *, actor, reason) -> Application:
             raise AlreadyLocked(current)
         slot.lock(current, actor=actor, reason=reason)
         _note_on_deploys(current, actor, f"{_name(actor)} locked {current.slug}: {reason}")
+        audit.record(
+            actor, audit.LOCK, application=current, subject=current.slug, change={"reason": reason}
+        )
     log.info("%s locked %s: %s", _name(actor), application.slug, reason)
     application.refresh_from_db()
     return application
@@ -122,6 +126,9 @@ def unlock_application(application: Application, *, actor) -> bool:
         was = f"locked by {_name(current.locked_by)}: {current.lock_reason}"
         slot.unlock(current)  # hands the slot on once this commits
         _note_on_deploys(current, actor, f"{_name(actor)} unlocked {current.slug} (it was {was})")
+        audit.record(
+            actor, audit.UNLOCK, application=current, subject=current.slug, change={"was": was}
+        )
     log.info("%s unlocked %s (it was %s)", _name(actor), application.slug, was)
     application.refresh_from_db()
     return True

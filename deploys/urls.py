@@ -2,7 +2,7 @@ from django.urls import path
 
 from fatcontroller import converters  # noqa: F401 - registers <id:...>, used below
 
-from . import application_views, cluster_views, history_views, migration_views, views
+from . import application_views, audit_views, cluster_views, history_views, migration_views, views
 
 urlpatterns = [
     path("", views.dashboard_page, name="dashboard"),
@@ -33,4 +33,5 @@ urlpatterns = [
         name="application-migration-move",
     ),
     path("history/", history_views.history, name="history"),
+    path("audit/", audit_views.audit_page, name="audit"),
 ]

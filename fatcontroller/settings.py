@@ -80,6 +80,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # The request's address, for the audit log (accounts/audit.py).
+    "accounts.audit.AuditAddressMiddleware",
     # Every page needs a login unless a view says otherwise (the login page, the API,
     # which answers 401/403 itself).
     "django.contrib.auth.middleware.LoginRequiredMiddleware",

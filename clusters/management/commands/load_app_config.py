@@ -2,9 +2,11 @@ import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
+from accounts import audit
 from appconfig.apply import apply_app_config
 from appconfig.errors import ConfigError
 from appconfig.parse import parse_app_config
+from deploys.models import Application
 
 
 class Command(BaseCommand):
@@ -42,6 +44,14 @@ class Command(BaseCommand):
                 f"{path}: {count} error{'s' if count != 1 else ''}, nothing was changed:\n"
                 + "\n".join(f"  {error}" for error in exc.errors)
             ) from None
+        if not dry_run:
+            audit.record(
+                None,
+                audit.CONFIG_LOAD,
+                application=Application.objects.filter(slug=config.slug).first(),
+                subject=f"{config.slug} from {path}",
+                change={"report": report.lines()},
+            )
         for warning in report.warnings:
             self.stderr.write(self.style.WARNING(f"warning: {warning}"))
         self.stdout.write(str(report))

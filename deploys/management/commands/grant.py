@@ -6,6 +6,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError
 
+from accounts import audit
 from deploys.models import Application, Role, RoleGrant
 
 
@@ -40,9 +41,13 @@ class Command(BaseCommand):
             ).delete()
             if not deleted:
                 raise CommandError(f"{who} holds no {role} grant {where}")
+            audit.record(None, audit.ROLE_REVOKE, application=application, subject=who,
+                         change={"role": role})  # fmt: skip
             self.stdout.write(f"{who} is no longer {role} {where}")
             return
         RoleGrant.objects.update_or_create(
             **holder, application=application, defaults={"role": role}
         )
+        audit.record(None, audit.ROLE_GRANT, application=application, subject=who,
+                     change={"role": role})  # fmt: skip
         self.stdout.write(f"{who} is {role} {where}")

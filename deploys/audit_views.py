@@ -1,0 +1,38 @@
+"""The audit page (/audit/) and its API (/api/audit/): read only, filtered (deploys/audit.py)."""
+
+from django.shortcuts import render
+from rest_framework.exceptions import ValidationError
+from rest_framework.response import Response
+
+from accounts.audit import ACTIONS
+from fatcontroller.apiviews import APIView
+
+from . import audit, roles
+
+
+def _filters(params) -> dict[str, str]:
+    return {name: str(params.get(name, "")).strip() for name in ("action", "application", "actor")}
+
+
+def audit_page(request):
+    filters = _filters(request.GET)
+    context = {"filters": filters, "actions": ACTIONS, "shown": audit.SHOWN}
+    try:
+        context["entries"] = audit.entries(request.user, **filters)
+    except audit.BadFilter as exc:
+        context["entries"], context["errors"] = [], exc.errors
+        return render(request, "deploys/audit.html", context, status=400)
+    except roles.NotAllowed as exc:
+        return render(request, "403.html", {"exception": str(exc)}, status=403)
+    return render(request, "deploys/audit.html", context)
+
+
+class AuditView(APIView):
+    """GET ?action=&application=&actor=: the newest entries the person may read."""
+
+    def get(self, request):
+        try:
+            found = audit.entries(request.user, **_filters(request.query_params))
+        except audit.BadFilter as exc:
+            raise ValidationError(exc.errors) from None
+        return Response({"entries": [audit.as_data(e) for e in found]})
