@@ -1,5 +1,7 @@
 from django.contrib import admin
 
+from fatcontroller.readonly_admin import ReadOnlyAdmin
+
 from . import tokens
 from .models import ApiToken, AuditEntry
 
@@ -26,18 +28,9 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(admin.ModelAdmin):
+class AuditEntryAdmin(ReadOnlyAdmin):
     """Read only: nobody edits or deletes an audit entry, staff included."""
 
     list_display = ("at", "actor_name", "address", "action", "application", "subject")
     list_filter = ("action", "application")
     search_fields = ("actor_name", "subject")
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

@@ -14,6 +14,8 @@ from django.http import HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import escape, format_html
 
+from fatcontroller.readonly_admin import ReadOnlyAdmin
+
 from .models import (
     Cluster,
     ClusterReport,
@@ -390,19 +392,6 @@ class MigrationPhaseAdmin(admin.ModelAdmin):
         if obj is not None and _started(obj):
             return False
         return super().has_delete_permission(request, obj)
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """A record kept as it happened: viewed, never added, changed or deleted by hand."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(MigrationMove)
