@@ -351,5 +351,7 @@ LOGGING = {
         "botocore": {"level": "WARNING"},
         # At DEBUG it logs request paths, and a webhook's path holds its token.
         "urllib3": {"level": "INFO"},
+        # Its version, at every process's start; its lockouts and failures stay at INFO.
+        "axes.apps": {"level": "WARNING"},
     },
 }
