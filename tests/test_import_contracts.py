@@ -7,20 +7,15 @@ a copy of the code with one import that points the wrong way.
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = (
-    "fatcontroller",
-    "deploys",
-    "builds",
-    "clusters",
-    "monitoring",
-    "lib",
-    "appconfig",
-    "devtools",
+# The packages the contracts name, as pyproject.toml lists them: a new one is copied too.
+PACKAGES = tuple(
+    tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["root_packages"]
 )
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
