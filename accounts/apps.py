@@ -2,7 +2,7 @@ from django.apps import AppConfig
 
 
 class AccountsConfig(AppConfig):
-    """The people's side: API tokens (and, to come, single sign-on and the audit log)."""
+    """The people's side: API tokens and the audit log (single sign-on is to come)."""
 
     name = "accounts"
     default_auto_field = "django.db.models.BigAutoField"

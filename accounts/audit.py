@@ -8,14 +8,11 @@ change, so an action that fails leaves no entry and one that commits leaves exac
 from __future__ import annotations
 
 import contextvars
-import logging
 
 from django.contrib.auth import signals as auth_signals
 from django.dispatch import receiver
 
 from .models import AuditEntry
-
-log = logging.getLogger(__name__)
 
 _address: contextvars.ContextVar[str | None] = contextvars.ContextVar("audit_address", default=None)
 

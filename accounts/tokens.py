@@ -87,7 +87,3 @@ def revoke(token: ApiToken, *, by) -> bool:
             change={"owner": token.user.get_username()},
         )
     return bool(revoked)
-
-
-def may_revoke(user, token: ApiToken) -> bool:
-    return token.user_id == user.pk or user.is_staff or user.is_superuser

@@ -1,5 +1,6 @@
 """The tokens page (/tokens/): a person's own API tokens, made and revoked there."""
 
+from django.conf import settings
 from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
@@ -19,7 +20,7 @@ def token_list(request, *, new_key: str = "", error: str = "", typed: str = "", 
             "new_key": new_key,
             "error": error,
             "typed": typed,
-            "default_days": tokens.settings.FC_TOKEN_DAYS,
+            "default_days": settings.FC_TOKEN_DAYS,
             "max_days": tokens.MAX_DAYS,
         },
         status=status,

@@ -30,12 +30,12 @@ with nothing to do (clusters.health.watch.watch_ecs, and kills_on + check_crash_
 
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+from unittest import mock
 
 from bench.simulated_aws import DUMMY_AWS, REGION, simulated_aws, wait_for
 
@@ -63,7 +63,7 @@ def run(var_dir: Path) -> dict[str, dict]:
         aws.sim.start_clock(0.02)
         env = {**DUMMY_AWS, "AWS_ENDPOINT_URL": aws.url, **SETTINGS}
         world = _world(aws)
-        with _environment(env):  # the in-process checks reach the same server
+        with mock.patch.dict(os.environ, env):  # the in-process checks reach the same server
             baselines = _baselines(aws, world)
         worker = start_worker(var_dir / WORKER_LOG, env=env)
         beat = subprocess.Popen(
@@ -102,20 +102,6 @@ def run(var_dir: Path) -> dict[str, dict]:
         "crash loop: raw boto3 calls (stopped tasks, describe, scale)": baselines["loop calls"],
         "crash loop: one check, nothing to do (in process)": baselines["loop check"],
     }
-
-
-@contextlib.contextmanager
-def _environment(env: dict[str, str]):
-    before = {name: os.environ.get(name) for name in env}
-    os.environ.update(env)
-    try:
-        yield
-    finally:
-        for name, value in before.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def _world(aws) -> dict:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from accounts.audit import ACTIONS
 from accounts.models import AuditEntry
+from fatcontroller.text import text_problem
 
 from . import roles
 from .models import Application
@@ -33,7 +34,7 @@ def entries(user, *, action: str = "", application: str = "", actor: str = "") -
     errors = {}
     if action and action not in ACTIONS:
         errors["action"] = [f"must be one of {', '.join(ACTIONS)}"]
-    if any(len(value) > 150 or "\x00" in value for value in (application, actor)):
+    if any(len(value) > 150 or text_problem(value) for value in (application, actor)):
         errors["filter"] = ["a filter is at most 150 characters, with no NUL"]
     if errors:
         raise BadFilter(errors)

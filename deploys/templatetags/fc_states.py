@@ -1,8 +1,9 @@
 """The states' facts the pages' JavaScript needs, from deploys/states.py, so that live.js keeps
-no list of its own."""
+no list of its own; and `may`, what the person looking may press (deploys/roles.py)."""
 
 from django import template
 
+from deploys import roles
 from deploys.states import FINAL_STATES
 
 register = template.Library()
@@ -17,6 +18,4 @@ def final_states() -> str:
 @register.simple_tag(takes_context=True)
 def may(context, action: str, target) -> bool:
     """{% may "queue" app as can_queue %}: what deploys/roles.py says of the person looking."""
-    from deploys import roles
-
     return roles.may(context.get("user"), action, target)

@@ -154,7 +154,7 @@ def test_a_viewer_sees_no_button_it_may_not_press(client, application):
         page = client.get(path)
         assert page.status_code == 200
         assert absent not in page.content.decode(), path
-    assert DeploySerializerActions(viewer, deploy) == []
+    assert actions_offered(viewer, deploy) == []
 
     maintainer = person("mia", "maintainer")
     client.force_login(maintainer)
@@ -163,10 +163,10 @@ def test_a_viewer_sees_no_button_it_may_not_press(client, application):
         f"/deploys/{deploy.pk}/retry-build/"
         in client.get(f"/deploys/{deploy.pk}/").content.decode()
     )
-    assert DeploySerializerActions(maintainer, deploy) == ["abandon", "cancel", "retry-build"]
+    assert actions_offered(maintainer, deploy) == ["abandon", "cancel", "retry-build"]
 
 
-def DeploySerializerActions(user, deploy) -> list[str]:  # noqa: N802 - reads as the answer
+def actions_offered(user, deploy) -> list[str]:
     api = APIClient()
     api.force_authenticate(user)
     return api.get(f"/api/deploys/{deploy.pk}/").json()["actions"]
@@ -225,7 +225,6 @@ def test_a_migration_move_needs_a_maintainer():
     assert "needs maintainer" in form.content.decode()
     assert MigrationMove.objects.count() == before
     page.force_login(person("mia", "maintainer"))
-    assert "Move to" not in Client().get("/").content.decode()  # logged out: nothing at all
     shown = page.get(f"/applications/{world.application.slug}/migration/").content.decode()
     assert "Move to" in shown
     page.force_login(deployer)

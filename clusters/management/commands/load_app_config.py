@@ -1,6 +1,7 @@
 import sys
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
 
 from accounts import audit
 from appconfig.apply import apply_app_config
@@ -36,22 +37,24 @@ class Command(BaseCommand):
         except (OSError, UnicodeDecodeError) as exc:
             raise CommandError(f"cannot read {path}: {exc}") from None
         try:
-            config = parse_app_config(text)
-            report = apply_app_config(config, create=create, dry_run=dry_run)
+            config = parse_app_config(text)  # a bad file is told without a database
+            # The audit entry in the change's transaction: a load that fails leaves none.
+            with transaction.atomic():
+                report = apply_app_config(config, create=create, dry_run=dry_run)
+                if not dry_run:
+                    audit.record(
+                        None,
+                        audit.CONFIG_LOAD,
+                        application=Application.objects.filter(slug=config.slug).first(),
+                        subject=f"{config.slug} from {path}",
+                        change={"report": report.lines()},
+                    )
         except ConfigError as exc:
             count = len(exc.errors)
             raise CommandError(
                 f"{path}: {count} error{'s' if count != 1 else ''}, nothing was changed:\n"
                 + "\n".join(f"  {error}" for error in exc.errors)
             ) from None
-        if not dry_run:
-            audit.record(
-                None,
-                audit.CONFIG_LOAD,
-                application=Application.objects.filter(slug=config.slug).first(),
-                subject=f"{config.slug} from {path}",
-                change={"report": report.lines()},
-            )
         for warning in report.warnings:
             self.stderr.write(self.style.WARNING(f"warning: {warning}"))
         self.stdout.write(str(report))
