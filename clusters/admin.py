@@ -5,7 +5,8 @@ file again puts back what it says. What a migration plan or a running deploy hol
 changed here at all: while a placement is in use (clusters/placement_guard.py) its kind and
 where it runs are read-only and it cannot be deleted, a service's migration phase is always
 read-only (the file's migration section sets it), and a phase's state moves only on the
-migration page or through the API, which check the rules (clusters/migration.py).
+migration page or through the API, which check the rules (clusters/migration.py). Services,
+placements and clusters keep every saved version: each one's History button shows them.
 """
 
 from django.contrib import admin, messages
@@ -13,6 +14,7 @@ from django.db.models import Count
 from django.http import HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import escape, format_html
+from simple_history.admin import SimpleHistoryAdmin
 
 from fatcontroller.readonly_admin import ReadOnlyAdmin
 
@@ -118,7 +120,7 @@ class PlacementInline(admin.TabularInline):
 
 
 @admin.register(Service)
-class ServiceAdmin(admin.ModelAdmin):
+class ServiceAdmin(SimpleHistoryAdmin):
     list_display = [
         "name",
         "application",
@@ -183,7 +185,7 @@ class ServiceAdmin(admin.ModelAdmin):
 
 
 @admin.register(Placement)
-class PlacementAdmin(admin.ModelAdmin):
+class PlacementAdmin(SimpleHistoryAdmin):
     list_display = [
         "service",
         "application",
@@ -275,7 +277,7 @@ class PlacementAdmin(admin.ModelAdmin):
 
 
 @admin.register(Cluster)
-class ClusterAdmin(admin.ModelAdmin):
+class ClusterAdmin(SimpleHistoryAdmin):
     list_display = [
         "name",
         "region",

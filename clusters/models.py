@@ -4,6 +4,7 @@ the plan that moves services from legacy deploy jobs to ECS, and what those jobs
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from simple_history.models import HistoricalRecords
 
 
 class ClusterKind(models.TextChoices):
@@ -36,6 +37,8 @@ class Cluster(models.Model):
         help_text="Set a container instance whose ECS agent stayed disconnected past the grace "
         "period to DRAINING, so its tasks move (and back to ACTIVE when it reconnects).",
     )
+    # Every saved version, with who saved it (deploys.Application says why).
+    history = HistoricalRecords()
 
     class Meta:
         ordering = ["name"]
@@ -150,6 +153,7 @@ class Service(models.Model):
         related_name="services",
         help_text="The phase of the application's migration plan that moves it to ECS.",
     )
+    history = HistoricalRecords()
 
     class Meta:
         ordering = ["application", "phase", "name"]
@@ -195,6 +199,7 @@ class Placement(models.Model):
         blank=True,
         help_text="Retired by its migration phase's end: kept for history, never deployed again.",
     )
+    history = HistoricalRecords()
 
     class Meta:
         constraints = [

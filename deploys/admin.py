@@ -1,4 +1,5 @@
 from django.contrib import admin
+from simple_history.admin import SimpleHistoryAdmin
 
 from accounts import audit
 
@@ -6,7 +7,8 @@ from .models import Application, Deploy, DeployEvent, RoleGrant
 
 
 @admin.register(Application)
-class ApplicationAdmin(admin.ModelAdmin):
+class ApplicationAdmin(SimpleHistoryAdmin):
+    # Its History button shows every saved version and who saved it.
     list_display = ["slug", "name", "default_branch", "build_backend", "locked", "lock_reason"]
     search_fields = ["slug", "name"]
 

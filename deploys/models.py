@@ -3,6 +3,7 @@ import re
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from simple_history.models import HistoricalRecords
 
 from .states import ACTIVE_STATES, FINAL_STATES, SLOT_STATES, Mode, State
 
@@ -82,6 +83,9 @@ class Application(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     locked_at = models.DateTimeField(null=True, blank=True)
+    # Every saved version of the row, with who saved it (README, "Who may do what"): a config
+    # load, an admin edit. The lock is set by update(), so it is in the audit log, not here.
+    history = HistoricalRecords()
 
     class Meta:
         ordering = ["slug"]

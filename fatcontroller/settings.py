@@ -57,6 +57,9 @@ INSTALLED_APPS = [
     "rest_framework",
     # Failed logins throttled per user name and address (below).
     "axes",
+    # Saved versions of the configuration rows (applications, services, placements,
+    # clusters) with who saved them.
+    "simple_history",
     "fatcontroller",
     "accounts",
     "deploys",
@@ -82,6 +85,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     # The request's address, for the audit log (accounts/audit.py).
     "accounts.audit.AuditAddressMiddleware",
+    # Who saved a history row (simple_history) when a request saved it.
+    "simple_history.middleware.HistoryRequestMiddleware",
     # Every page needs a login unless a view says otherwise (the login page, the API,
     # which answers 401/403 itself).
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
