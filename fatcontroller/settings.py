@@ -7,6 +7,7 @@ The devtools app (the demo and the simulated AWS) is installed only where moto i
 """
 
 import importlib.util
+import re
 import secrets
 from datetime import timedelta
 from pathlib import Path
@@ -174,8 +175,38 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 
+# Served over HTTPS (README, "Production settings"): FC_HTTPS=1 sends plain HTTP to HTTPS,
+# keeps the cookies off plain HTTP and sends HSTS. The probes stay on plain HTTP, where load
+# balancers and Prometheus ask them. Behind a proxy that ends TLS, FC_PROXY_SSL_HEADER names
+# the header it sets to "https" (X-Forwarded-Proto); without it every request looks plain
+# and is redirected for ever. Only set it where the proxy always sets or strips that header.
+FC_HTTPS = env.bool("FC_HTTPS", default=False)
+SECURE_SSL_REDIRECT = FC_HTTPS
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
+SECURE_HSTS_SECONDS = env.int("FC_HSTS_SECONDS", default=31536000 if FC_HTTPS else 0)
+# includeSubDomains covers only names under this tool's own host (deploys.example.com),
+# never its parents. Preloading is a promise to browser makers, so only by choice.
+SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+SECURE_HSTS_PRELOAD = env.bool("FC_HSTS_PRELOAD", default=False)
+if not SECURE_HSTS_PRELOAD:
+    SILENCED_SYSTEM_CHECKS = ["security.W021"]  # preload not asked for: a choice, above
+
+
+def _proxy_ssl_header(name: str) -> tuple[str, str] | None:
+    if not name:
+        return None
+    if not re.fullmatch(r"[A-Za-z0-9-]+", name):
+        raise ImproperlyConfigured(
+            f"FC_PROXY_SSL_HEADER must be a header name like X-Forwarded-Proto, not {name!r}"
+        )
+    return "HTTP_" + name.upper().replace("-", "_"), "https"
+
+
+SECURE_PROXY_SSL_HEADER = _proxy_ssl_header(env.str("FC_PROXY_SSL_HEADER", default=""))
+
 SESSION_COOKIE_HTTPONLY = True
-SESSION_COOKIE_SECURE = env.bool("SECURE_COOKIES", default=False)
+# SECURE_COOKIES is the older switch, kept for the deployments that set it.
+SESSION_COOKIE_SECURE = env.bool("SECURE_COOKIES", default=FC_HTTPS)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 
 REST_FRAMEWORK = {
