@@ -135,7 +135,7 @@ def _button(action, done: str):
         try:
             after = action(deploy, actor=request.user)
         except roles.NotAllowed as exc:
-            return _answer(request, pk, "error", str(exc), status=403)
+            return _refused(request, pk, exc)
         except IllegalTransition as exc:
             return _answer(request, pk, "error", str(exc), status=409)
         if after.state == state_before:  # a double click, or a page out of date
@@ -158,6 +158,14 @@ def _answer(request, pk: int, level: str, text: str, *, status: int = 200, go_to
     return redirect("deploy", pk=go_to or pk)
 
 
+def _refused(request, pk: int, refusal: roles.NotAllowed):
+    """A 403 either way: JSON for the page's script, the 403 page for a form sent without it
+    (a crafted POST, a page without its script), never a redirect that looks like success."""
+    if request.headers.get("X-Requested-With") == "fetch":
+        return _answer(request, pk, "error", str(refusal), status=403)
+    raise refusal
+
+
 cancel = _button(actions.cancel, "Cancelled.")
 abandon = _button(actions.abandon, "Abandoned: the slot is handed on.")
 retry_build = _button(actions.retry_build, "The build runs again.")
@@ -169,7 +177,7 @@ def restore(request, pk: int):
     try:
         restoring = actions.restore(release, actor=request.user)
     except roles.NotAllowed as exc:
-        return _answer(request, pk, "error", str(exc), status=403)
+        return _refused(request, pk, exc)
     except actions.DeployRequestError as exc:
         return _answer(request, pk, "error", str(exc), status=400)
     return _answer(

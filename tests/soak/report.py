@@ -5,7 +5,8 @@
 `make soak` writes build/soak/results.json (load and faults), build/reliability/burst.json
 (the embedded default's burst, five rounds) and build/reliability/slot-stateful.json (the
 Hypothesis state machine, 150 examples); `make test` writes the pool-kill figures of the
-embedded default (build/reliability/pool-kill-*.json). What a file lacks is said, not made up.
+embedded default (build/reliability/pool-kill-*.json) and what a viewer was refused
+(build/reliability/viewer-refused.json). What a file lacks is said, not made up.
 """
 
 import json
@@ -42,6 +43,7 @@ def main() -> None:
     soak = load(BUILD / "soak" / "results.json") or {}
     burst = load(BUILD / "reliability" / "burst.json")
     slot = load(BUILD / "reliability" / "slot-stateful.json")
+    viewer = load(BUILD / "reliability" / "viewer-refused.json")
     kills = {
         name: load(BUILD / "reliability" / f"pool-kill-{name}.json")
         for name in ("idle", "mid-build", "mid-rollout")
@@ -65,6 +67,7 @@ def main() -> None:
     lines += section_faults(soak.get("faults", {}))
     lines += section_slot(slot)
     lines += section_inputs()
+    lines += section_viewer(viewer)
     DOC.write_text("\n".join(lines).rstrip() + "\n")
     print(f"written {DOC.relative_to(ROOT)}")
 
@@ -239,6 +242,30 @@ def section_inputs() -> list[str]:
         "refused request.",
         "",
     ]
+
+
+def section_viewer(viewer) -> list[str]:
+    out = [
+        "## A viewer tries everything (tests/deploys/test_viewer_refused.py)",
+        "",
+        "A person with the viewer role sends every deployer and maintainer action the URL map",
+        "has (queue, cancel, abandon, retry, restore, lock, unlock, a migration move): each",
+        "page's form POST, and each API call with a session and with the viewer's own token.",
+        "Every row of every table is compared before and after each request (but sessions and",
+        "a token's last use). The same requests from a maintainer act, so they are real ones.",
+        "",
+    ]
+    if not viewer:
+        return [*out, "No figures: run `make test`.", ""]
+    tried, refused = viewer["tried"], viewer["refused"]
+    out += [
+        f"- Tried: {sum(tried.values())} ("
+        + ", ".join(f"{n} through {surface}" for surface, n in sorted(tried.items()))
+        + f"); refused with 403: {sum(refused.values())}; requests that changed a row: "
+        f"{viewer['changed']}.",
+        "",
+    ]
+    return out
 
 
 if __name__ == "__main__":
