@@ -11,6 +11,7 @@ keep separate cookies.
 import re
 
 import pytest
+from axes.models import AccessFailureLog
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from playwright.sync_api import expect
@@ -135,4 +136,6 @@ def test_sso_refuses_an_address_outside_the_allowed_domains(
     assert failed[0].change["via"] == "sso"
     assert "only addresses at" in failed[0].change["why"]
     assert not AuditEntry.objects.filter(action=audit.LOGIN).exists()
+    # django-axes counts it under the address tried, not under "no name" for everyone.
+    assert list(AccessFailureLog.objects.values_list("username", flat=True)) == [ZED.email]
     assert sso_on.client_secret not in page.content()
