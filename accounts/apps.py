@@ -2,7 +2,7 @@ from django.apps import AppConfig
 
 
 class AccountsConfig(AppConfig):
-    """The people's side: API tokens and the audit log (single sign-on is to come)."""
+    """The people's side: logins (passwords and single sign-on), API tokens and the audit log."""
 
     name = "accounts"
     default_auto_field = "django.db.models.BigAutoField"

@@ -65,8 +65,26 @@ def _logged_in(sender, request, user, **kwargs):
     record(user, LOGIN, subject=user.get_username())
 
 
+# What a single sign-on refused here (accounts/oidc.py) leaves on the request, for the entry
+# below and for django-axes: the address the provider gave, and why it was refused.
+SSO_TRIED, SSO_REFUSED = "fc_sso_tried", "fc_sso_refused"
+
+
+def tried_name(request, credentials=None) -> str | None:
+    """The user name a login tried: the form's, or for a single sign-on the address the
+    provider gave. Also django-axes' AXES_USERNAME_CALLABLE (settings.py), so its count of
+    failures goes by the same name; without credentials, as axes does, the form's."""
+    if credentials:
+        name = credentials.get("username") or getattr(request, SSO_TRIED, None)
+    else:
+        name = getattr(request, "POST", {}).get("username")
+    return str(name) if name else None
+
+
 @receiver(auth_signals.user_login_failed)
 def _login_failed(sender, credentials, request=None, **kwargs):
     # Only the user name tried: never the password (Django masks it in credentials anyway).
-    tried = str(credentials.get("username", ""))[:150]
-    record(tried or None, LOGIN_FAILED, subject=tried)
+    tried = (tried_name(request, credentials) or "")[:150]
+    why = getattr(request, SSO_REFUSED, "")
+    change = {"via": "sso", "why": why} if why else None
+    record(tried or None, LOGIN_FAILED, subject=tried, change=change)

@@ -16,6 +16,7 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 
+from fatcontroller import sso
 from lib import folder_transport
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -104,10 +105,31 @@ MIDDLEWARE = [
 # from one address lock that pair out for FC_LOGIN_COOLOFF_MINUTES; a right password while
 # locked out is refused too, and one after the window resets the count. Each failure is kept
 # (axes' access attempts, in the admin) with the address and when.
-AUTHENTICATION_BACKENDS = [
-    "axes.backends.AxesStandaloneBackend",
-    "django.contrib.auth.backends.ModelBackend",
+# Single sign-on (accounts/oidc.py), off unless FC_OIDC_ISSUER is set: the provider's endpoints
+# are read from <issuer>/.well-known/openid-configuration at the first SSO login of each
+# process, not here, so a provider that is down stops SSO logins only, never the start.
+FC_OIDC_ISSUER = env.str("FC_OIDC_ISSUER", default="").rstrip("/")
+FC_OIDC_CLIENT_ID = env.str("FC_OIDC_CLIENT_ID", default="")
+FC_OIDC_CLIENT_SECRET = env.str("FC_OIDC_CLIENT_SECRET", default="")
+FC_OIDC_SCOPES = env.str("FC_OIDC_SCOPES", default="openid email profile")
+# Lower-cased; empty: any address the provider vouches for.
+FC_OIDC_ALLOWED_DOMAINS = [
+    domain.strip().lower().lstrip("@")
+    for domain in env.list("FC_OIDC_ALLOWED_DOMAINS", default=[])
+    if domain.strip()
 ]
+# The claim whose values are the person's Django groups, set at each login; empty: groups are
+# left to the admin.
+FC_OIDC_GROUPS_CLAIM = env.str("FC_OIDC_GROUPS_CLAIM", default="")
+FC_OIDC_TIMEOUT = env.float("FC_OIDC_TIMEOUT", default=10.0)
+# Off: Django's own passwords no longer log anyone in (the login page offers SSO only).
+FC_LOCAL_PASSWORDS = env.bool("FC_LOCAL_PASSWORDS", default=True)
+AUTHENTICATION_BACKENDS = sso.authentication_backends(
+    issuer=FC_OIDC_ISSUER,
+    client_id=FC_OIDC_CLIENT_ID,
+    client_secret=FC_OIDC_CLIENT_SECRET,
+    local_passwords=FC_LOCAL_PASSWORDS,
+)
 # How long a new API token lasts unless its maker says (accounts/tokens.py; at most 365).
 FC_TOKEN_DAYS = env.int("FC_TOKEN_DAYS", default=90)
 FC_LOGIN_FAILURE_LIMIT = env.int("FC_LOGIN_FAILURE_LIMIT", default=5)
@@ -118,6 +140,11 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_ENABLE_ACCESS_FAILURE_LOG = True
+# A refused SSO login counts against the address the provider gave, not against "no name":
+# one person refused five times must not lock out everyone's SSO from a shared address.
+AXES_USERNAME_CALLABLE = "accounts.audit.tried_name"
+# axes' own two, and an SSO callback's one-time code and state: masked in the failure log.
+AXES_SENSITIVE_PARAMETERS = ["username", "ip_address", "code", "state"]
 
 ROOT_URLCONF = "fatcontroller.urls"
 WSGI_APPLICATION = "fatcontroller.wsgi.application"
