@@ -1,4 +1,6 @@
+from django.contrib.auth.decorators import login_required
 from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from builds import api as builds_api
 from clusters import api as clusters_api
@@ -26,7 +28,7 @@ urlpatterns = [
     ),
     path("deploys/<id:pk>/restore/", api.RestoreView.as_view(), name="api-deploy-restore"),
     # Its old name, kept for the clients that call it.
-    path("deploys/<id:pk>/rollback/", api.RestoreView.as_view()),
+    path("deploys/<id:pk>/rollback/", api.RollbackView.as_view()),
     path(
         "deploys/<id:pk>/builds/<id:attempt>/log",
         builds_api.BuildLogView.as_view(),
@@ -40,7 +42,7 @@ urlpatterns = [
     ),
     path(
         "applications/<slug:slug>/unlock/",
-        api.ApplicationLockView.as_view(unlock=True),
+        api.ApplicationUnlockView.as_view(),
         name="api-application-unlock",
     ),
     path(
@@ -65,4 +67,12 @@ urlpatterns = [
     ),
     path("reports/", clusters_api.OpenReportsView.as_view(), name="api-reports"),
     path("audit/", audit_views.AuditView.as_view(), name="api-audit"),
+    # The OpenAPI schema answers 401 like the API; the docs page is a person's, so it sends
+    # them to the login page first (DRF's views are exempt from LoginRequiredMiddleware).
+    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path(
+        "docs/",
+        login_required(SpectacularSwaggerView.as_view(url_name="api-schema")),
+        name="api-docs",
+    ),
 ]

@@ -259,8 +259,8 @@ READS_OR_NOT_A_PERSONS_ACTION = {
     "dashboard", "dashboard-live", "application-branches", "deploy", "deploy-live",
     "applications", "application", "application-migration", "history", "cluster",
     "api-deploy", "api-build-log", "api-queue", "api-migration", "api-app-config",
-    "api-cluster-reports", "api-reports", "audit", "api-audit", "hook-jenkins", "login",
-    "logout", "metrics", "healthz",
+    "api-cluster-reports", "api-reports", "audit", "api-audit", "api-schema", "api-docs",
+    "hook-jenkins", "login", "logout", "metrics", "healthz",
 }  # fmt: skip
 
 
