@@ -1,10 +1,13 @@
 from django.contrib.auth.decorators import login_required
-from django.urls import path
+from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from builds import api as builds_api
 from clusters import api as clusters_api
-from fatcontroller import converters  # noqa: F401 - registers <id:...>, used below
+from fatcontroller import (
+    api_not_found,
+    converters,  # noqa: F401 - registers <id:...>, used below
+)
 
 from . import actions, api, audit_views, migration_api
 
@@ -75,4 +78,6 @@ urlpatterns = [
         login_required(SpectacularSwaggerView.as_view(url_name="api-schema")),
         name="api-docs",
     ),
+    # Last: any other path under /api/ is the API's 404 (JSON), not Django's page.
+    re_path(r"", api_not_found.NotFoundView.as_view(), name=api_not_found.NAME),
 ]

@@ -260,7 +260,7 @@ READS_OR_NOT_A_PERSONS_ACTION = {
     "applications", "application", "application-migration", "history", "cluster",
     "api-deploy", "api-build-log", "api-queue", "api-migration", "api-app-config",
     "api-cluster-reports", "api-reports", "audit", "api-audit", "api-schema", "api-docs",
-    "hook-jenkins", "login", "logout", "metrics", "healthz",
+    "api-not-found", "hook-jenkins", "login", "logout", "metrics", "healthz",
 }  # fmt: skip
 
 
