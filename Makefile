@@ -35,7 +35,8 @@ test: install
 
 # The long proofs (docs/reliability.md): load and faults against real workers on Redis and
 # PostgreSQL (tests/soak), the embedded default's 60-deploy burst five times over, and the
-# slot's Hypothesis state machine with more examples. FC_SOAK_SHORT=1: the short version CI runs.
+# slot's Hypothesis state machine and the API's schemathesis run with more examples.
+# FC_SOAK_SHORT=1: the short version CI runs.
 SOAK_ENV = DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} \
 	REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
 	SECRET_KEY=tests-only-not-a-secret \
@@ -48,6 +49,8 @@ soak: install
 		$(SOAK_ENV) SLOT_EXAMPLES=150 $(PY) -m pytest $(PYTEST_ARGS) \
 			tests/deploys/test_slot_stateful.py \
 			"tests/test_embedded_reliability.py::test_sixty_deploys_queued_at_once_while_polled_all_merge"; \
+		$(SOAK_ENV) SCHEMATHESIS_EXAMPLES=400 $(PY) -m pytest $(PYTEST_ARGS) \
+			"tests/test_api_schema.py::test_every_operation_answers_as_its_schema_says"; \
 	fi
 
 bench: install

@@ -2,20 +2,22 @@
 
 from django.db.models import Prefetch
 from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
 from builds.models import Build
+from fatcontroller.api_schema import errors
 from fatcontroller.apiviews import APIView
 
-from . import actions, applications, slot
+from . import actions, applications, roles, slot
 from .api_errors import Conflict
+from .api_requests import LockRequest, QueueDeployRequest
+from .api_schema import LockStateSerializer, QueueSerializer
 from .models import Application, Deploy, DeployEvent, ServiceRollout
 from .serializers import DeploySerializer, DeploySummarySerializer
 from .statemachine import IllegalTransition
-
-DEPLOY_FIELDS = ("application", "branch", "mode", "note")
 
 
 def deploy_detail(pk: int) -> Deploy:
@@ -32,30 +34,19 @@ def deploy_detail(pk: int) -> Deploy:
 
 
 class DeployListView(APIView):
+    @extend_schema(
+        operation_id="deploys_queue",
+        summary="Queue a deploy",
+        description="Queue a branch of an application: it waits for the application's slot, "
+        "then is merged, built and rolled out (or only merged, in merge_only mode).",
+        request=QueueDeployRequest,
+        responses={201: DeploySerializer, **errors(400, 401, 403)},
+    )
     def post(self, request):
-        data = request.data if isinstance(request.data, dict) else {}
-        errors = {
-            field: ["This field is required."]
-            for field in ("application", "branch")
-            if not isinstance(data.get(field), str) or not data.get(field)
-        }
-        errors.update(
-            {
-                field: ["Must be a string."]
-                for field in ("mode", "note")
-                if field in data and not isinstance(data[field], str)
-            }
-        )
-        if errors:
-            raise ValidationError(errors)
+        body = QueueDeployRequest(data=request.data)
+        body.is_valid(raise_exception=True)
         try:
-            deploy = actions.queue_deploy(
-                application=data["application"],
-                branch=data["branch"],
-                mode=data.get("mode", "deploy"),
-                note=data.get("note", ""),
-                requester=request.user,
-            )
+            deploy = actions.queue_deploy(**body.validated_data, requester=request.user)
         except actions.DeployRequestError as exc:
             raise ValidationError(exc.errors) from None
         return Response(
@@ -65,6 +56,13 @@ class DeployListView(APIView):
 
 
 class DeployDetailView(APIView):
+    @extend_schema(
+        operation_id="deploys_read",
+        summary="A deploy",
+        description="The deploy with its builds (their logs have their own endpoint), "
+        "rollouts and events, and the actions you may ask of it now.",
+        responses={200: DeploySerializer, **errors(401, 404)},
+    )
     def get(self, request, pk: int):
         return Response(DeploySerializer(deploy_detail(pk), context={"user": request.user}).data)
 
@@ -74,6 +72,13 @@ class DeployActionView(APIView):
 
     action = None
 
+    @extend_schema(
+        summary="Press the deploy's button",
+        description="Cancel a queued deploy, abandon or retry the build of one whose build "
+        "failed. The body, if any, is not read but must be valid JSON or a form.",
+        request=None,
+        responses={200: DeploySerializer, **errors(400, 401, 403, 404, 409)},
+    )
     def post(self, request, pk: int):
         deploy = get_object_or_404(Deploy, pk=pk)
         try:
@@ -86,6 +91,14 @@ class DeployActionView(APIView):
 class RestoreView(APIView):
     """POST: queue a deploy that restores the revisions this release rolled out."""
 
+    @extend_schema(
+        operation_id="deploys_restore",
+        summary="Restore a release",
+        description="Queue a deploy that puts back the revisions this finished deploy rolled "
+        "out. Answers the new deploy.",
+        request=None,
+        responses={201: DeploySerializer, **errors(400, 401, 403, 404)},
+    )
     def post(self, request, pk: int):
         release = get_object_or_404(Deploy, pk=pk)
         try:
@@ -98,7 +111,29 @@ class RestoreView(APIView):
         )
 
 
+class RollbackView(RestoreView):
+    """/rollback/, restore's old name, kept for the clients that call it."""
+
+    @extend_schema(
+        operation_id="deploys_rollback",
+        summary="Restore a release (old name)",
+        description="The same as restore/, under the name it had before.",
+        deprecated=True,
+        request=None,
+        responses={201: DeploySerializer, **errors(400, 401, 403, 404)},
+    )
+    def post(self, request, pk: int):
+        return super().post(request, pk)
+
+
 class QueueView(APIView):
+    @extend_schema(
+        operation_id="applications_queue",
+        summary="An application's queue",
+        description="The deploy holding the application's slot, and the ones waiting for it "
+        "in the order they will take it.",
+        responses={200: QueueSerializer, **errors(401, 404)},
+    )
     def get(self, request, slug: str):
         application = get_object_or_404(Application, slug=slug)
         holder, waiting = slot.queue_of(application)
@@ -117,23 +152,50 @@ class QueueView(APIView):
 
 
 class ApplicationLockView(APIView):
-    """POST {"reason"}: lock the application (deploys queue, none starts). With unlock=True,
-    POST: unlock it (the next queued deploy takes the slot). Both answer the lock's state."""
+    """POST {"reason"}: lock the application (deploys queue, none starts). With unlock=True
+    (ApplicationUnlockView), POST: unlock it (the next queued deploy takes the slot). Both
+    answer the lock's state."""
 
     unlock = False
 
+    @extend_schema(
+        operation_id="applications_lock",
+        summary="Lock an application",
+        description="Deploys still queue, but none takes the slot until it is unlocked; the "
+        "one holding it carries on.",
+        request=LockRequest,
+        responses={200: LockStateSerializer, **errors(400, 401, 403, 404, 409)},
+    )
     def post(self, request, slug: str):
         application = get_object_or_404(Application, slug=slug)
         if self.unlock:
             applications.unlock_application(application, actor=request.user)
-        else:
-            data = request.data if isinstance(request.data, dict) else {}
-            try:
-                applications.lock_application(
-                    application, actor=request.user, reason=data.get("reason")
-                )
-            except actions.DeployRequestError as exc:
-                raise ValidationError(exc.errors) from None
-            except applications.AlreadyLocked as exc:
-                raise Conflict(str(exc)) from None
+            return Response(applications.lock_state(application))
+        # The role first: a viewer is refused whatever the body says.
+        roles.check(request.user, "lock", application)
+        body = LockRequest(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            applications.lock_application(
+                application, actor=request.user, reason=body.validated_data["reason"]
+            )
+        except actions.DeployRequestError as exc:
+            raise ValidationError(exc.errors) from None
+        except applications.AlreadyLocked as exc:
+            raise Conflict(str(exc)) from None
         return Response(applications.lock_state(application))
+
+
+class ApplicationUnlockView(ApplicationLockView):
+    unlock = True
+
+    @extend_schema(
+        operation_id="applications_unlock",
+        summary="Unlock an application",
+        description="The oldest queued deploy takes the free slot. Unlocking an application "
+        "that is not locked changes nothing.",
+        request=None,
+        responses={200: LockStateSerializer, **errors(400, 401, 403, 404)},
+    )
+    def post(self, request, slug: str):
+        return super().post(request, slug)

@@ -1,8 +1,13 @@
-from django.urls import path
+from django.contrib.auth.decorators import login_required
+from django.urls import path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from builds import api as builds_api
 from clusters import api as clusters_api
-from fatcontroller import converters  # noqa: F401 - registers <id:...>, used below
+from fatcontroller import (
+    api_not_found,
+    converters,  # noqa: F401 - registers <id:...>, used below
+)
 
 from . import actions, api, audit_views, migration_api
 
@@ -26,7 +31,7 @@ urlpatterns = [
     ),
     path("deploys/<id:pk>/restore/", api.RestoreView.as_view(), name="api-deploy-restore"),
     # Its old name, kept for the clients that call it.
-    path("deploys/<id:pk>/rollback/", api.RestoreView.as_view()),
+    path("deploys/<id:pk>/rollback/", api.RollbackView.as_view()),
     path(
         "deploys/<id:pk>/builds/<id:attempt>/log",
         builds_api.BuildLogView.as_view(),
@@ -40,7 +45,7 @@ urlpatterns = [
     ),
     path(
         "applications/<slug:slug>/unlock/",
-        api.ApplicationLockView.as_view(unlock=True),
+        api.ApplicationUnlockView.as_view(),
         name="api-application-unlock",
     ),
     path(
@@ -65,4 +70,14 @@ urlpatterns = [
     ),
     path("reports/", clusters_api.OpenReportsView.as_view(), name="api-reports"),
     path("audit/", audit_views.AuditView.as_view(), name="api-audit"),
+    # The OpenAPI schema answers 401 like the API; the docs page is a person's, so it sends
+    # them to the login page first (DRF's views are exempt from LoginRequiredMiddleware).
+    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path(
+        "docs/",
+        login_required(SpectacularSwaggerView.as_view(url_name="api-schema")),
+        name="api-docs",
+    ),
+    # Last: any other path under /api/ is the API's 404 (JSON), not Django's page.
+    re_path(r"", api_not_found.NotFoundView.as_view(), name=api_not_found.NAME),
 ]

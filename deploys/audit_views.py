@@ -1,13 +1,16 @@
 """The audit page (/audit/) and its API (/api/audit/): read only, filtered (deploys/audit.py)."""
 
 from django.shortcuts import render
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
 from accounts.audit import ACTIONS
+from fatcontroller.api_schema import errors
 from fatcontroller.apiviews import APIView
 
 from . import audit
+from .api_schema import AuditEntriesSerializer
 
 
 def _filters(params) -> dict[str, str]:
@@ -28,6 +31,18 @@ def audit_page(request):
 class AuditView(APIView):
     """GET ?action=&application=&actor=: the newest entries the person may read."""
 
+    @extend_schema(
+        operation_id="audit_entries",
+        summary="The audit log",
+        description=f"The newest {audit.SHOWN} entries you may read (staff: all; a maintainer: "
+        "those of the applications they maintain), filtered by any of the parameters.",
+        parameters=[
+            OpenApiParameter("action", str, description="One action: queue, lock, login..."),
+            OpenApiParameter("application", str, description="An application's slug."),
+            OpenApiParameter("actor", str, description="A user name."),
+        ],
+        responses={200: AuditEntriesSerializer, **errors(400, 401, 403)},
+    )
     def get(self, request):
         try:
             found = audit.entries(request.user, **_filters(request.query_params))

@@ -5,21 +5,22 @@ a rule refuses is a 409 with its message, bad input a 400, and neither changes a
 """
 
 from django.shortcuts import get_object_or_404
-from rest_framework.exceptions import NotFound, ValidationError
+from drf_spectacular.utils import extend_schema
+from rest_framework.exceptions import NotFound
 from rest_framework.fields import DateTimeField
 from rest_framework.response import Response
 
 from clusters import migration
-from clusters.models import MigrationMove, MigrationPhase, MigrationPlan, MigrationState
+from clusters.models import MigrationMove, MigrationPhase, MigrationPlan
+from fatcontroller.api_schema import errors
 from fatcontroller.apiviews import APIView
 
 from . import roles
 from .api_errors import Conflict
+from .api_requests import MigrationMoveRequest
+from .api_schema import MigrationPhaseSerializer, MigrationPlanSerializer
 from .migration_page import MigrationPage, PhaseRow, migration_page, no_plan_message
 from .models import Application
-
-MOVE_FIELDS = {"to", "reason", "force"}
-MAX_REASON = 1000
 
 
 def plan_of(slug: str) -> Application:
@@ -31,6 +32,13 @@ def plan_of(slug: str) -> Application:
 
 
 class MigrationPlanView(APIView):
+    @extend_schema(
+        operation_id="applications_migration_plan",
+        summary="An application's migration plan",
+        description="Its phases, where each stands, what blocks its next move and the ECS "
+        "side's proof so far. 404 when the application has no plan.",
+        responses={200: MigrationPlanSerializer, **errors(401, 404)},
+    )
     def get(self, request, slug: str):
         page = migration_page(plan_of(slug), request.user)
         return Response(plan_data(page))
@@ -39,11 +47,22 @@ class MigrationPlanView(APIView):
 class MigrationMoveView(APIView):
     """POST {"to": state, "reason": text, "force": false}: move the phase one step on."""
 
+    @extend_schema(
+        operation_id="applications_migration_move",
+        summary="Move a migration phase",
+        description="Move the phase one step on, recorded with who, when and why (maintainers "
+        "of the application; forcing one out of order is staff's). A move a rule refuses is a "
+        "409 saying which.",
+        request=MigrationMoveRequest,
+        responses={200: MigrationPhaseSerializer, **errors(400, 401, 403, 404, 409)},
+    )
     def post(self, request, slug: str, position: int):
         application = plan_of(slug)
         phase = get_object_or_404(MigrationPhase, plan__application=application, position=position)
         roles.check(request.user, "move_phase", application)
-        to_state, reason, force = move_input(request.data)
+        body = MigrationMoveRequest(data=request.data)
+        body.is_valid(raise_exception=True)
+        to_state, reason, force = (body.validated_data[k] for k in ("to", "reason", "force"))
         try:
             migration.move(phase, to_state, actor=request.user, reason=reason, force=force)
         except migration.MigrationRefused as exc:
@@ -51,30 +70,6 @@ class MigrationMoveView(APIView):
         page = migration_page(application, request.user)
         row = next(row for row in page.phases if row.phase.pk == phase.pk)
         return Response(phase_data(row, [m for m in page.moves if m.phase_id == phase.pk]))
-
-
-def move_input(data) -> tuple[str, str, bool]:
-    """The move asked for, or a ValidationError naming each bad field (nothing is read
-    further: a body with an unknown field may mean something this version does not do)."""
-    if not isinstance(data, dict):
-        raise ValidationError({"body": ['Must be a JSON object: {"to", "reason", "force"}.']})
-    errors = {name: ["Unknown field."] for name in sorted(set(data) - MOVE_FIELDS)}
-    to_state = data.get("to")
-    if not isinstance(to_state, str) or not to_state:
-        errors["to"] = ["This field is required: a phase state."]
-    elif to_state not in MigrationState.values:
-        errors["to"] = [f"Must be one of {', '.join(MigrationState.values)}."]
-    reason = data.get("reason")
-    if not isinstance(reason, str) or not reason.strip():
-        errors["reason"] = ["This field is required: say why."]
-    elif len(reason.strip()) > MAX_REASON:
-        errors["reason"] = [f"At most {MAX_REASON} characters."]
-    force = data.get("force", False)
-    if not isinstance(force, bool):
-        errors["force"] = ["Must be true or false."]
-    if errors:
-        raise ValidationError(errors)
-    return to_state, reason, force
 
 
 def plan_data(page: MigrationPage) -> dict:

@@ -89,16 +89,20 @@ class RolloutSerializer(serializers.ModelSerializer):
         return [batch.as_json() for batch in batches_of(rollout.detail)]
 
 
-class EventSerializer(serializers.BaseSerializer):
-    # A plain mapping: "from" is a Python keyword, so it cannot be a declared field.
-    def to_representation(self, event: DeployEvent) -> dict:
+class EventSerializer(serializers.Serializer):
+    # "from" is a Python keyword, so it cannot be a declared field: get_fields() makes them
+    # all, in the order they are answered (and the schema reads them the same way).
+    def get_fields(self) -> dict:
         return {
-            "time": serializers.DateTimeField().to_representation(event.created_at),
-            "actor": event.actor.get_username() if event.actor else "fatcontroller",
-            "from": event.from_state,
-            "to": event.to_state,
-            "message": event.message,
+            "time": serializers.DateTimeField(source="created_at"),
+            "actor": serializers.SerializerMethodField(),
+            "from": serializers.CharField(source="from_state"),
+            "to": serializers.CharField(source="to_state"),
+            "message": serializers.CharField(),
         }
+
+    def get_actor(self, event: DeployEvent) -> str:
+        return event.actor.get_username() if event.actor else "fatcontroller"
 
 
 class DeploySummarySerializer(serializers.ModelSerializer):
@@ -127,7 +131,9 @@ class DeploySerializer(DeploySummarySerializer):
     # page's buttons (actions.allowed_actions). context["user"] is who asks.
     actions = serializers.SerializerMethodField()
     # restore_of's old name, kept as the old /rollback/ path is.
-    rollback_of = serializers.PrimaryKeyRelatedField(source="restore_of", read_only=True)
+    rollback_of = serializers.PrimaryKeyRelatedField(
+        source="restore_of", read_only=True, allow_null=True
+    )
     builds = BuildSerializer(many=True, read_only=True)
     rollouts = RolloutSerializer(many=True, read_only=True)
     events = EventSerializer(many=True, read_only=True)

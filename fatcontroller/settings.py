@@ -57,6 +57,10 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
+    # The API's OpenAPI schema (/api/schema/) and its docs page (/api/docs/), whose scripts
+    # come from the sidecar's static files: the page needs no CDN.
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     # Failed logins throttled per user name and address (below).
     "axes",
     # Saved versions of the configuration rows (applications, services, placements,
@@ -250,6 +254,41 @@ REST_FRAMEWORK = {
         "fatcontroller.parsers.StrictFormParser",
         "fatcontroller.parsers.StrictMultiPartParser",
     ],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Fat Controller API",
+    "VERSION": "1",
+    "DESCRIPTION": (
+        "Queue, follow and steer deploys. Log in (a session) or send "
+        "`Authorization: Token <key>` with a token made at /tokens/. Every error answers "
+        '`{"errors": {field: [messages]}}`: the fields of the request that were refused, or '
+        "`detail` (401, 403, 404) or `state` (409) when none is to blame."
+    ),
+    # Request bodies get their own components: a deploy's answer is not what queueing takes.
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": "/api/",
+    # The schema and the docs page need a login, like everything else.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "SERVE_INCLUDE_SCHEMA": False,
+    # <id:...> (fatcontroller/converters.py) matches 1 to a bigint's largest, nothing else.
+    # <slug:...> is Django's: letters, digits, - and _. Anything else matches no URL.
+    "PATH_CONVERTER_OVERRIDES": {
+        "id": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
+        "slug": {"type": "string", "pattern": "^[-a-zA-Z0-9_]+$"},
+    },
+    # The choice sets named once each, where several fields share a name ("state", "mode").
+    "ENUM_NAME_OVERRIDES": {
+        "DeployStateEnum": "deploys.states.State",
+        "DeployModeEnum": "deploys.states.Mode",
+        "QueueableModeEnum": "deploys.actions.QUEUEABLE_MODES",
+        "MigrationStateEnum": "clusters.models.MigrationState",
+        "BuildStatusEnum": "builds.models.BuildStatus",
+    },
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # Celery. Without REDIS_URL the broker is a folder (lib/folder_transport.py): a real separate

@@ -259,8 +259,9 @@ READS_OR_NOT_A_PERSONS_ACTION = {
     "dashboard", "dashboard-live", "application-branches", "deploy", "deploy-live",
     "applications", "application", "application-migration", "history", "cluster",
     "api-deploy", "api-build-log", "api-queue", "api-migration", "api-app-config",
-    "api-cluster-reports", "api-reports", "audit", "api-audit", "hook-jenkins", "login",
-    "logout", "metrics", "healthz", "oidc_authentication_init", "oidc_authentication_callback",
+    "api-cluster-reports", "api-reports", "audit", "api-audit", "api-schema", "api-docs",
+    "api-not-found", "hook-jenkins", "login", "logout", "metrics", "healthz",
+    "oidc_authentication_init", "oidc_authentication_callback",
 }  # fmt: skip
 
 
