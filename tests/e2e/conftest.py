@@ -1,7 +1,7 @@
 """Browser tests: Debian's chromium, driven by Playwright, against the embedded default.
 
 One embedded server per module (tests/embedded_server.py: `make run` in a temporary
-FC_VAR_DIR on free ports), one browser per session, and a fresh browser context per test: a
+FC_VAR_DIR on free ports), one browser per module, and a fresh browser context per test: a
 laptop's viewport, the Europe/Berlin time zone (to check that times are shown in the viewer's
 local time) and British English. Playwright cannot download its own browsers here, so the
 tests use /usr/bin/chromium, which .ci/run installs; without it they fail, never skip.
@@ -65,7 +65,10 @@ def embedded(request, tmp_path_factory):
         yield server
 
 
-@pytest.fixture(scope="session")
+# One Playwright per module, not per session: its sync API keeps an asyncio loop marked as
+# running in the main thread while it is started, and Django refuses database calls there
+# (SynchronousOnlyOperation), so every test after the browser tests would fail.
+@pytest.fixture(scope="module")
 def playwright():
     if not CHROMIUM.exists():
         pytest.fail(
@@ -83,7 +86,7 @@ def playwright():
         driver.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright):
     browser = playwright.chromium.launch(
         executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
