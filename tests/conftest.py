@@ -13,6 +13,9 @@ from devtools.demo import create_demo_remote
 from devtools.ecs_simulator import EcsSimulator
 from tests import docker_engine as engines
 
+# Keeps what the app writes and looks in it for the secrets the tests hand it.
+pytest_plugins = ["tests.secret_watch"]
+
 # The demo's checks without its pauses: the same scripts, so branches pass, fail and flake.
 FAST_BUILD = "sh -c " + shlex.quote(
     "for check in lint unit integration; do sh checks/$check.sh || exit 1; done"
@@ -85,7 +88,7 @@ def simulator(monkeypatch, settings):
     """moto in this process with the ECS simulator; its clock moves only when a test says."""
     for name, value in {
         "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SECRET_ACCESS_KEY": "aws-secret-key-for-tests",
         "AWS_DEFAULT_REGION": "us-east-1",
     }.items():
         monkeypatch.setenv(name, value)

@@ -233,7 +233,7 @@ def test_start_and_restore_adopt_what_a_dead_worker_already_sent(
 
 def test_one_client_per_region_and_endpoint(monkeypatch):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "aws-secret-key-for-tests")
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     first = ecs_module.client("ecs", "us-east-1")
 

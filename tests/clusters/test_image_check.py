@@ -16,7 +16,7 @@ ECR = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
 @pytest.fixture
 def ecr(monkeypatch):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "aws-secret-key-for-tests")
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     with mock_aws():
         client = boto3.client("ecr", region_name="eu-west-1")

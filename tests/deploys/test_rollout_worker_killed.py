@@ -119,7 +119,7 @@ class Aws:
             region_name=REGION,
             endpoint_url=self.url,
             aws_access_key_id="testing",
-            aws_secret_access_key="testing",
+            aws_secret_access_key="aws-secret-key-for-tests",
         )
 
     def describe(self, service: str) -> dict:
@@ -339,7 +339,7 @@ def worker(transactional_db, aws, settings, tmp_path):
     aws_env = {
         "AWS_ENDPOINT_URL": aws.url,
         "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SECRET_ACCESS_KEY": "aws-secret-key-for-tests",
         "AWS_DEFAULT_REGION": REGION,
     }
     with running_workers(settings, tmp_path, aws_env) as workers:

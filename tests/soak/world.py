@@ -164,7 +164,7 @@ class SoakAws:
             region_name=REGION,
             endpoint_url=self.url,
             aws_access_key_id="testing",
-            aws_secret_access_key="testing",
+            aws_secret_access_key="aws-secret-key-for-tests",
         )
 
     def reset(self) -> None:
@@ -371,7 +371,7 @@ def worker_env(*, database_name: str, redis_url: str, aws: SoakAws, jenkins: Jen
             "FC_VAR_DIR": str(settings.VAR_DIR),
             "AWS_ENDPOINT_URL": aws.url,
             "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_SECRET_ACCESS_KEY": "aws-secret-key-for-tests",
             "AWS_DEFAULT_REGION": REGION,
             "FC_AWS_TIMEOUT": str(AWS_TIMEOUT),
             "FC_AWS_MAX_ATTEMPTS": str(AWS_MAX_ATTEMPTS),
