@@ -40,7 +40,7 @@ class DeployListView(APIView):
         description="Queue a branch of an application: it waits for the application's slot, "
         "then is merged, built and rolled out (or only merged, in merge_only mode).",
         request=QueueDeployRequest,
-        responses={201: DeploySerializer, **errors(400, 401, 403)},
+        responses={201: DeploySerializer, **errors(400, 401, 403, 415)},
     )
     def post(self, request):
         body = QueueDeployRequest(data=request.data)
@@ -77,7 +77,7 @@ class DeployActionView(APIView):
         description="Cancel a queued deploy, abandon or retry the build of one whose build "
         "failed. The body, if any, is not read but must be valid JSON or a form.",
         request=None,
-        responses={200: DeploySerializer, **errors(400, 401, 403, 404, 409)},
+        responses={200: DeploySerializer, **errors(400, 401, 403, 404, 409, 415)},
     )
     def post(self, request, pk: int):
         deploy = get_object_or_404(Deploy, pk=pk)
@@ -97,7 +97,7 @@ class RestoreView(APIView):
         description="Queue a deploy that puts back the revisions this finished deploy rolled "
         "out. Answers the new deploy.",
         request=None,
-        responses={201: DeploySerializer, **errors(400, 401, 403, 404)},
+        responses={201: DeploySerializer, **errors(400, 401, 403, 404, 415)},
     )
     def post(self, request, pk: int):
         release = get_object_or_404(Deploy, pk=pk)
@@ -120,7 +120,7 @@ class RollbackView(RestoreView):
         description="The same as restore/, under the name it had before.",
         deprecated=True,
         request=None,
-        responses={201: DeploySerializer, **errors(400, 401, 403, 404)},
+        responses={201: DeploySerializer, **errors(400, 401, 403, 404, 415)},
     )
     def post(self, request, pk: int):
         return super().post(request, pk)
@@ -164,7 +164,7 @@ class ApplicationLockView(APIView):
         description="Deploys still queue, but none takes the slot until it is unlocked; the "
         "one holding it carries on.",
         request=LockRequest,
-        responses={200: LockStateSerializer, **errors(400, 401, 403, 404, 409)},
+        responses={200: LockStateSerializer, **errors(400, 401, 403, 404, 409, 415)},
     )
     def post(self, request, slug: str):
         application = get_object_or_404(Application, slug=slug)
@@ -195,7 +195,7 @@ class ApplicationUnlockView(ApplicationLockView):
         description="The oldest queued deploy takes the free slot. Unlocking an application "
         "that is not locked changes nothing.",
         request=None,
-        responses={200: LockStateSerializer, **errors(400, 401, 403, 404)},
+        responses={200: LockStateSerializer, **errors(400, 401, 403, 404, 415)},
     )
     def post(self, request, slug: str):
         return super().post(request, slug)

@@ -54,7 +54,7 @@ class MigrationMoveView(APIView):
         "of the application; forcing one out of order is staff's). A move a rule refuses is a "
         "409 saying which.",
         request=MigrationMoveRequest,
-        responses={200: MigrationPhaseSerializer, **errors(400, 401, 403, 404, 409)},
+        responses={200: MigrationPhaseSerializer, **errors(400, 401, 403, 404, 409, 415)},
     )
     def post(self, request, slug: str, position: int):
         application = plan_of(slug)

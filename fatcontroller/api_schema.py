@@ -33,6 +33,7 @@ _WHY = {
     404: "No such deploy, application, build or cluster.",
     409: "The state does not allow it now (a deploy already finished, an application already "
     "locked, a move a rule refuses). Nothing changed.",
+    415: "A body in a media type the API does not read: send application/json (or a form).",
 }
 
 

@@ -31,6 +31,11 @@ NOT_SECRETS = {"FC_TOKEN_DAYS"}
 SHORTEST = 10  # shorter values ("sim", "testing") would be found in anything
 LARGEST_FILE = 20 * 1024 * 1024
 SKIPPED_FOLDERS = {".git", "staticfiles", "node_modules", "__pycache__"}
+# Source, not output: tests that copy the project (the import contract's) copy its stand-ins'
+# test tokens too.
+SKIPPED_SUFFIXES = (".py", ".pyc")
+# Loggers of test tools, which never run in production: `responses` logs each URL it fakes.
+TEST_TOOL_LOGGERS = ("responses",)
 FINAL_TEST = "test_no_secrets_written.py"
 
 
@@ -95,6 +100,8 @@ class Watch:
             for folder, subfolders, files in os.walk(root):
                 subfolders[:] = [name for name in subfolders if name not in SKIPPED_FOLDERS]
                 for name in files:
+                    if name.endswith(SKIPPED_SUFFIXES):
+                        continue
                     path = Path(folder, name)
                     try:
                         if not path.is_file() or path.stat().st_size > LARGEST_FILE:
@@ -123,6 +130,8 @@ def _watch_logs() -> None:
     handle = logging.Logger.callHandlers
 
     def call_handlers(logger, record):
+        if record.name.split(".")[0] in TEST_TOOL_LOGGERS:
+            return handle(logger, record)
         try:
             WATCH.saw(f"a log record of {record.name}", _record_text(record))
         except Exception:  # noqa: S110 - a record that cannot be shown is not kept either

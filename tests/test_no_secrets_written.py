@@ -38,8 +38,11 @@ def seen(value) -> set[str]:
 
 
 def test_the_watch_sees_a_secret_in_a_log_line(canary):
-    logging.getLogger("deploys.quiet").warning("posting to %s", canary)
-    assert seen(canary) == {"a log record of deploys.quiet"}
+    # Handed to the logger as any record is, whatever level earlier tests left it at.
+    logger = logging.getLogger("fatcontroller.canary")
+    logger.handle(logger.makeRecord(logger.name, logging.WARNING, __file__, 1, "posting to %s",
+                                    (canary,), None))  # fmt: skip
+    assert seen(canary) == {"a log record of fatcontroller.canary"}
 
 
 @pytest.mark.django_db
