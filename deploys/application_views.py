@@ -12,6 +12,7 @@ from fatcontroller.text import displayable
 
 from . import applications, slot
 from .actions import DeployRequestError
+from .forms import QueueDeployForm
 from .models import Application
 
 
@@ -33,6 +34,7 @@ def _render_page(request, slug: str, *, reason: str = "", errors=None, status: i
         "deploys/application.html",
         {
             "page": applications.application_page(slug),
+            "form": QueueDeployForm(initial={"application": slug}),
             "max_reason_length": applications.MAX_REASON_LENGTH,
             "reason": reason,
             "errors": errors or {},

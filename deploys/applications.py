@@ -245,6 +245,8 @@ class ApplicationPage:
     phases: list[Phase]
     holder: Deploy | None
     waiting: int
+    # The waiting deploys, first in line first: the dashboard's row shows only the next.
+    queue: list[Deploy] = field(default_factory=list)
 
 
 def current_revision(rollout: ServiceRollout | None, placement: Placement) -> CurrentRevision:
@@ -333,6 +335,7 @@ def application_page(slug: str) -> ApplicationPage:
         phases=phases,
         holder=holder,
         waiting=len(waiting),
+        queue=waiting,
     )
 
 

@@ -1,43 +1,26 @@
 """What the dashboard and the deploy page show: who has the slot, how far it got, who waits
-and until about when. Read in a few queries that do not grow with the number of deploys
-(two per application, each served by an index), because fifty people keep these pages
-open all day and the history grows without end.
+and until about when, and how the last deploy ended. The same few queries whatever the number
+of applications or of deploys, one per kind of thing shown and each served by an index:
+the applications (with their last finished deploy found by a subquery), the active deploys,
+the rollout phases, the holders' rollouts and their legacy runs, the clusters' open reports,
+the last finished deploys, and, once a minute, the durations behind the estimates. Fifty
+people keep these pages open all day, and the history grows without end.
 """
 
 from __future__ import annotations
 
-import statistics
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.core.cache import cache
 from django.utils import timezone
 
 from clusters import migration, targets
 from clusters.models import Placement
 
-from . import sides
+from . import finished, sides
 from .cluster_page import open_reports_by_application
 from .models import Application, Deploy, RolloutStatus, ServiceRollout
 from .states import FINAL_STATES, MEANING, SLOT_STATES, Mode, State
-
-RECENT_DEPLOYS = 10
-RECENT_FIELDS = (
-    "application_id",
-    "branch",
-    "mode",
-    "state",
-    "started_at",
-    "finished_at",
-    "requester",
-    "requester__username",
-)
-# Finished deploys whose durations make the estimate: enough to smooth, few enough to follow
-# a change in the build's length.
-DURATION_SAMPLE = 20
-DURATIONS_KEPT_SECONDS = 60
-# Ended before running long enough to say how long a deploy takes.
-NOT_A_RUN = (State.CANCELLED, State.MERGE_CONFLICT)
 
 
 @dataclass
@@ -57,14 +40,32 @@ class AppBoard:
     # The holder's services that go out on both sides (legacy and ECS) while they migrate.
     holder_dual: list[sides.ServiceSides] = field(default_factory=list)
     waiting: list[tuple[Deploy, datetime | None]] = field(default_factory=list)
-    recent: list[Deploy] = field(default_factory=list)
+    # The newest finished deploy: how the last one ended. The others are on the history page.
+    last: Deploy | None = None
     typical_duration: timedelta | None = None
     # (cluster name, open reports) of the application's clusters that have any.
     cluster_reports: list[tuple[str, int]] = field(default_factory=list)
 
+    @property
+    def next_start(self) -> datetime | None:
+        return self.waiting[0][1] if self.waiting else None
+
+    @property
+    def holder_at(self) -> tuple[int, Step] | None:
+        """The holder's step under way (or the one that failed), numbered from 1: the row
+        says where it is in a line; the whole bar is on the deploy's page."""
+        for number, step in enumerate(self.holder_steps, start=1):
+            if step.status in ("current", "failed"):
+                return number, step
+        return None
+
 
 def board(applications=None) -> list[AppBoard]:
-    apps = list(applications or Application.objects.select_related("locked_by"))
+    apps = list(
+        finished.with_finished_marks(
+            applications if applications is not None else Application.objects.all()
+        ).select_related("locked_by")
+    )
     boards = {app.pk: AppBoard(application=app) for app in apps}
     if not boards:
         return []
@@ -72,59 +73,37 @@ def board(applications=None) -> list[AppBoard]:
 
     active = (
         Deploy.objects.filter(application_id__in=app_ids, state__in=SLOT_STATES | {State.QUEUED})
-        .select_related("requester", "application")
+        .select_related("requester")
         .order_by("id")
     )
     for deploy in active:
         entry = boards[deploy.application_id]
+        deploy.application = entry.application  # already read, with its lock
         if deploy.state in SLOT_STATES:
             entry.holder = deploy
         else:
             entry.waiting.append((deploy, None))
 
-    finished = Deploy.objects.filter(finished_at__isnull=False).order_by("-finished_at")
     holders = [b.holder for b in boards.values() if b.holder]
     phases = phases_of(app_ids)
     rollouts = rollouts_of(holders)
+    dual = sides.dual_services_of(rollouts)
     for app_id, reported in open_reports_by_application(app_ids).items():
         boards[app_id].cluster_reports = reported
+    last = finished.last_finished(apps)
+    typical = finished.typical_durations(apps)
     now = timezone.now()
     for app_id, entry in boards.items():
-        # One short query per application, each read from the (application, -finished_at)
-        # index: ranking every finished deploy in one query costs more at 100,000 rows.
-        of_app = finished.filter(application_id=app_id)
-        entry.recent = list(
-            of_app.select_related("requester").only(*RECENT_FIELDS)[:RECENT_DEPLOYS]
-        )
-        samples = _recent_durations(of_app, app_id)
-        entry.typical_duration = (
-            timedelta(seconds=statistics.median(d.total_seconds() for d in samples))
-            if samples
-            else None
-        )
+        entry.last = last.get(app_id)
+        entry.typical_duration = typical[app_id]
         if entry.holder:
             entry.holder_steps = steps(
                 entry.holder, phases.get(app_id, []), rollouts.get(entry.holder.pk)
             )
-            entry.holder_dual = sides.dual_services(rollouts.get(entry.holder.pk, []))
+            entry.holder_dual = dual.get(entry.holder.pk, [])
         queued = [deploy for deploy, _ in entry.waiting]
         entry.waiting = list(zip(queued, estimated_starts(entry, now), strict=True))
     return [boards[app.pk] for app in apps]
-
-
-def _recent_durations(finished, app_id: int) -> list[timedelta]:
-    """The durations behind the start estimates; they change slowly, so kept for a minute."""
-    key = f"dashboard:durations:{app_id}"
-    found = cache.get(key)
-    if found is None:
-        found = [
-            end - start
-            for start, end in finished.exclude(state__in=NOT_A_RUN)
-            .filter(started_at__isnull=False)
-            .values_list("started_at", "finished_at")[:DURATION_SAMPLE]
-        ]
-        cache.set(key, found, DURATIONS_KEPT_SECONDS)
-    return found
 
 
 def phases_of(app_ids) -> dict[int, list[int]]:

@@ -76,9 +76,16 @@ def where(rollout: ServiceRollout) -> str:
     return placement.get_kind_display()
 
 
-def services_of(rollouts: list[ServiceRollout], *, with_logs: bool = True) -> list[ServiceSides]:
-    """The rollout's services by phase, each with its sides (the ECS side first)."""
-    runs = _legacy_runs(rollouts, with_logs=with_logs)
+def services_of(
+    rollouts: list[ServiceRollout],
+    *,
+    with_logs: bool = True,
+    runs: dict[int, LegacyRun] | None = None,
+) -> list[ServiceSides]:
+    """The rollout's services by phase, each with its sides (the ECS side first). `runs`:
+    the legacy runs already read, by rollout row (else read here)."""
+    if runs is None:
+        runs = _legacy_runs(rollouts, with_logs=with_logs)
     grouped: dict[tuple[int, str], ServiceSides] = {}
     for rollout in sorted(rollouts, key=_order):
         service = rollout.placement.service
@@ -96,6 +103,19 @@ def services_of(rollouts: list[ServiceRollout], *, with_logs: bool = True) -> li
 
 def dual_services(rollouts: list[ServiceRollout]) -> list[ServiceSides]:
     return [s for s in services_of(rollouts, with_logs=False) if s.both]
+
+
+def dual_services_of(
+    rollouts_by_deploy: dict[int, list[ServiceRollout]],
+) -> dict[int, list[ServiceSides]]:
+    """dual_services of several deploys (the dashboard's holders), their legacy runs read
+    in one query for all of them, not one per deploy."""
+    every = [rollout for rollouts in rollouts_by_deploy.values() for rollout in rollouts]
+    runs = _legacy_runs(every, with_logs=False)
+    return {
+        deploy_id: [s for s in services_of(rollouts, with_logs=False, runs=runs) if s.both]
+        for deploy_id, rollouts in rollouts_by_deploy.items()
+    }
 
 
 def _order(rollout: ServiceRollout) -> tuple:

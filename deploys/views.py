@@ -33,15 +33,21 @@ def dashboard_live(request):
     return render(request, "deploys/_board_live.html", _board_context())
 
 
+# A queue form in each row up to this many applications; beyond, a form each would be half
+# the page, and each row links to the form on its application's page instead.
+INLINE_QUEUE_FORMS = 10
+
+
 def _board_context(*, bound_form=None) -> dict:
+    boards = dashboard.board()
+    inline = len(boards) <= INLINE_QUEUE_FORMS
     entries = []
-    for entry in dashboard.board():
+    for entry in boards:
         slug = entry.application.slug
-        form = (
-            bound_form
-            if bound_form is not None and bound_form.data.get("application") == slug
-            else QueueDeployForm(initial={"application": slug})
-        )
+        if bound_form is not None and bound_form.data.get("application") == slug:
+            form = bound_form  # the errors next to the fields, whatever the page's size
+        else:
+            form = QueueDeployForm(initial={"application": slug}) if inline else None
         entries.append({"board": entry, "form": form})
     return {"entries": entries}
 
