@@ -24,9 +24,12 @@ def send_task(task_name: str, object_id: int) -> None:
     current_app.send_task(task_name, args=[object_id])
 
 
-def send_task_later(task_name: str, object_id: int) -> None:
-    """After FC_ROLLOUT_POLL_SECONDS: the next tick of a watching step."""
-    current_app.send_task(task_name, args=[object_id], countdown=settings.FC_ROLLOUT_POLL_SECONDS)
+def send_task_later(task_name: str, object_id: int, countdown: float | None = None) -> None:
+    """After `countdown` seconds (FC_ROLLOUT_POLL_SECONDS by default): the next tick of a
+    watching step."""
+    if countdown is None:
+        countdown = settings.FC_ROLLOUT_POLL_SECONDS
+    current_app.send_task(task_name, args=[object_id], countdown=countdown)
 
 
 def send_step(deploy_id: int, state: str) -> None:
@@ -36,11 +39,14 @@ def send_step(deploy_id: int, state: str) -> None:
         send_task(task_name, deploy_id)
 
 
-def send_next_tick(deploy_id: int, state: str, *, at_once: bool = False) -> None:
+def send_next_tick(
+    deploy_id: int, state: str, *, at_once: bool = False, countdown: float | None = None
+) -> None:
+    """The next tick: at once, after `countdown` seconds, or after the poll."""
     if at_once:
         send_task(STEP_TASKS[State(state)], deploy_id)
     else:
-        send_task_later(STEP_TASKS[State(state)], deploy_id)
+        send_task_later(STEP_TASKS[State(state)], deploy_id, countdown)
 
 
 def step_moved_on(deploy_id: int, application_id: int, to_state: str) -> None:

@@ -31,6 +31,8 @@ class SentTasks:
     later: list[tuple[str, int]] = field(default_factory=list)
     # Cluster report notices queued (clusters/health/notices.py): (report id, slug, opened).
     notices: list[tuple[int, str, bool]] = field(default_factory=list)
+    # The countdown each paused tick asked for (None: the poll).
+    countdowns: list[float | None] = field(default_factory=list)
 
     def run_all(self) -> None:
         """Run the sent steps in this process, in order, until none is left."""
@@ -40,6 +42,10 @@ class SentTasks:
         while self.sent:
             task_name, deploy_id = self.sent.pop(0)
             current_app.tasks[task_name].apply(args=[deploy_id], throw=True)
+
+    def pause(self, task_name: str, deploy_id: int, countdown: float | None) -> None:
+        self.later.append((task_name, deploy_id))
+        self.countdowns.append(countdown)
 
     def release_later(self) -> int:
         """Make the paused ticks due now; returns how many there were."""
@@ -62,7 +68,7 @@ def sent_tasks(request, monkeypatch, settings, tmp_path):
         monkeypatch.setattr(
             dispatch,
             "send_task_later",
-            lambda name, deploy_id: recorder.later.append((name, deploy_id)),
+            lambda name, deploy_id, countdown=None: recorder.pause(name, deploy_id, countdown),
         )
         monkeypatch.setattr(notices, "send", lambda *args: recorder.notices.append(args))
     return recorder

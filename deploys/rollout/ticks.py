@@ -34,7 +34,19 @@ def tick(deploy: Deploy, step) -> None:
         leases.release(deploy.pk, deploy.state)
     current = Deploy.objects.filter(pk=deploy.pk).values_list("state", flat=True).first()
     if current == deploy.state:
-        dispatch.send_next_tick(deploy.pk, deploy.state, at_once=at_once)
+        dispatch.send_next_tick(
+            deploy.pk, deploy.state, at_once=at_once, countdown=next_tick_in(deploy)
+        )
+
+
+def next_tick_in(deploy: Deploy) -> float:
+    """Seconds to the next tick: the poll, or less where the soak ends sooner, so that it
+    ends at its time and not up to a poll late."""
+    poll = float(settings.FC_ROLLOUT_POLL_SECONDS)
+    if deploy.state != State.VERIFYING or deploy.verify_until is None:
+        return poll
+    left = (deploy.verify_until - timezone.now()).total_seconds()
+    return min(poll, max(left, 0.0))
 
 
 def take_lease(deploy: Deploy) -> bool:
