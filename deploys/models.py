@@ -3,6 +3,7 @@ import re
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
 from .states import ACTIVE_STATES, FINAL_STATES, SLOT_STATES, Mode, State
@@ -83,6 +84,9 @@ class Application(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     locked_at = models.DateTimeField(null=True, blank=True)
+    # When the row last changed what the live pages show of it (a save, a lock, an unlock):
+    # part of the polls' change cursor (deploys/live.py). The lock's update() sets it too.
+    changed_at = models.DateTimeField(auto_now=True)
     # Every saved version of the row, with who saved it (README, "Who may do what"): a config
     # load, an admin edit. The lock is set by update(), so it is in the audit log, not here.
     history = HistoricalRecords()
@@ -176,6 +180,8 @@ class Deploy(models.Model):
             models.Index(fields=["-created_at"], name="deploy_created_newest"),
             # The dashboard: each application's recently finished deploys.
             models.Index(fields=["application", "-finished_at"], name="deploy_app_finished"),
+            # The live polls: each application's latest change (deploys/live.py).
+            models.Index(fields=["application", "-updated_at"], name="deploy_app_updated"),
         ]
 
     def __str__(self) -> str:
@@ -277,6 +283,9 @@ class ServiceRollout(models.Model):
         for name, value in fields.items():
             setattr(self, name, value)
         ServiceRollout.objects.filter(pk=self.pk).update(**fields)
+        # A rollout's progress is the deploy's: the live polls see it by the deploy's
+        # updated_at (deploys/live.py), one small update more per rollout write.
+        Deploy.objects.filter(pk=self.deploy_id).update(updated_at=timezone.now())
 
     # Revisions as people say them: "web:42", not the whole ARN (the last part of a path).
     @property

@@ -94,7 +94,9 @@ def _entered_at(deploy_id: int, state: str):
 
 
 def record_event(deploy: Deploy, message: str, *, actor=None) -> DeployEvent:
-    """A note on the timeline that does not change the state."""
+    """A note on the timeline that does not change the state, but changes the deploy's
+    updated_at: the live polls see the note by it (deploys/live.py)."""
+    Deploy.objects.filter(pk=deploy.pk).update(updated_at=timezone.now())
     return DeployEvent.objects.create(
         deploy=deploy,
         actor=actor,
