@@ -2,7 +2,12 @@
 304 with no body from one query; a change is the changed row only; one person's answer is
 never another's; a final deploy's answer tells the script to stop."""
 
+import json
+import re
+import shutil
+import subprocess
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.test import Client
@@ -13,6 +18,7 @@ from clusters.models import Cluster, ClusterReport, Placement, ProcessType, Repo
 from deploys import applications, live, statemachine
 from deploys.models import Application, Deploy, RolloutStatus, ServiceRollout
 from deploys.states import State
+from lib.durations import in_words
 from tests.people import person
 
 BOARD = "/live/dashboard/"
@@ -252,3 +258,24 @@ def test_a_final_deploys_answer_tells_the_script_to_stop(logged_in, shop):
 
 def test_a_missing_deploy_is_still_a_404(logged_in, db):
     assert logged_in.get("/deploys/999999/live/").status_code == 404
+
+
+def test_the_holders_time_ticks_in_the_page_from_the_servers_count(logged_in, shop):
+    html = poll(logged_in).content.decode()
+
+    counted, words = re.search(
+        r'for <span class="elapsed" data-elapsed="(\d+)">([^<]+)<', html
+    ).groups()
+
+    assert int(counted) >= 3600  # it took the slot an hour ago
+    assert words in (in_words(int(counted)), in_words(int(counted) + 1))  # a second apart
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs node to run the page's script")
+def test_the_script_says_durations_in_the_words_of_lib_durations():
+    script = (Path(__file__).resolve().parents[2] / "static/js/live.js").read_text()
+    start, end = script.index("  var UNITS"), script.index("  // The server says")
+    samples = [0, 0.4, 1, 59, 60, 61, 119, 600, 725, 3599, 3600, 3660, 7199, 86400, 90061, 1e7]
+    program = script[start:end] + f"console.log(JSON.stringify({samples}.map(inWords)));"
+    ran = subprocess.run(["node", "-e", program], capture_output=True, text=True, check=True)
+    assert json.loads(ran.stdout) == [in_words(s) for s in samples]
