@@ -2,7 +2,8 @@ import re
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q, Value
+from django.db.models.functions import Greatest
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
@@ -200,6 +201,15 @@ class Deploy(models.Model):
         return f"refs/fatcontroller/candidates/{self.pk}"
 
 
+def touch(deploy_id: int) -> None:
+    """Say the deploy changed, for the live polls (deploys/live.py), by its updated_at; never
+    back in time: it is also the safety net's heartbeat and may be set ahead, to when a
+    step's retry is due (deploys/steps.py), and moving it back would wake the net early."""
+    Deploy.objects.filter(pk=deploy_id).update(
+        updated_at=Greatest(F("updated_at"), Value(timezone.now()))
+    )
+
+
 class DeployEvent(models.Model):
     """What happened to a deploy: every change of state, and notes along the way."""
 
@@ -285,7 +295,7 @@ class ServiceRollout(models.Model):
         ServiceRollout.objects.filter(pk=self.pk).update(**fields)
         # A rollout's progress is the deploy's: the live polls see it by the deploy's
         # updated_at (deploys/live.py), one small update more per rollout write.
-        Deploy.objects.filter(pk=self.deploy_id).update(updated_at=timezone.now())
+        touch(self.deploy_id)
 
     # Revisions as people say them: "web:42", not the whole ARN (the last part of a path).
     @property

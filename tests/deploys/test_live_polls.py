@@ -125,6 +125,15 @@ def test_a_lock_and_a_note_each_come_back_alone(logged_in, shop, user):
     assert noted.status_code == 200 and rows_in(noted) == ["app-demo-shop-row"]
 
 
+def test_a_note_never_moves_the_safety_nets_heartbeat_back(shop):
+    due = timezone.now() + timedelta(seconds=60)  # a step's retry, waiting (deploys/steps.py)
+    Deploy.objects.filter(pk=shop.pk).update(updated_at=due)
+
+    statemachine.record_event(shop, "a note while the retry waits")
+
+    assert Deploy.objects.get(pk=shop.pk).updated_at == due
+
+
 def test_a_cluster_report_comes_back_with_its_application_row(logged_in, shop, application):
     cluster = Cluster.objects.create(name="demo")
     service = Service.objects.create(
