@@ -2,7 +2,9 @@ import re
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q, Value
+from django.db.models.functions import Greatest
+from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
 from .states import ACTIVE_STATES, FINAL_STATES, SLOT_STATES, Mode, State
@@ -83,6 +85,9 @@ class Application(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     locked_at = models.DateTimeField(null=True, blank=True)
+    # When the row last changed what the live pages show of it (a save, a lock, an unlock):
+    # part of the polls' change cursor (deploys/live.py). The lock's update() sets it too.
+    changed_at = models.DateTimeField(auto_now=True)
     # Every saved version of the row, with who saved it (README, "Who may do what"): a config
     # load, an admin edit. The lock is set by update(), so it is in the audit log, not here.
     history = HistoricalRecords()
@@ -176,6 +181,8 @@ class Deploy(models.Model):
             models.Index(fields=["-created_at"], name="deploy_created_newest"),
             # The dashboard: each application's recently finished deploys.
             models.Index(fields=["application", "-finished_at"], name="deploy_app_finished"),
+            # The live polls: each application's latest change (deploys/live.py).
+            models.Index(fields=["application", "-updated_at"], name="deploy_app_updated"),
         ]
 
     def __str__(self) -> str:
@@ -192,6 +199,15 @@ class Deploy(models.Model):
     @property
     def candidate_ref(self) -> str:
         return f"refs/fatcontroller/candidates/{self.pk}"
+
+
+def touch(deploy_id: int) -> None:
+    """Say the deploy changed, for the live polls (deploys/live.py), by its updated_at; never
+    back in time: it is also the safety net's heartbeat and may be set ahead, to when a
+    step's retry is due (deploys/steps.py), and moving it back would wake the net early."""
+    Deploy.objects.filter(pk=deploy_id).update(
+        updated_at=Greatest(F("updated_at"), Value(timezone.now()))
+    )
 
 
 class DeployEvent(models.Model):
@@ -277,6 +293,9 @@ class ServiceRollout(models.Model):
         for name, value in fields.items():
             setattr(self, name, value)
         ServiceRollout.objects.filter(pk=self.pk).update(**fields)
+        # A rollout's progress is the deploy's: the live polls see it by the deploy's
+        # updated_at (deploys/live.py), one small update more per rollout write.
+        touch(self.deploy_id)
 
     # Revisions as people say them: "web:42", not the whole ARN (the last part of a path).
     @property

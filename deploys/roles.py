@@ -22,7 +22,7 @@ from __future__ import annotations
 import rules
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
-from django.db.models import Q
+from django.db.models import Case, Q, Subquery, Value, When
 
 from .models import Application, Deploy, Role, RoleGrant
 
@@ -48,8 +48,31 @@ def rank(user, application: Application | int | None) -> int:
         ranks = _ranks(user)
         setattr(user, CACHE, ranks)
     application_id = application.pk if isinstance(application, Application) else application
-    default = RANK[Role(settings.FC_DEFAULT_ROLE)]
-    return max(default, ranks.get(EVERY_APPLICATION, 0), ranks.get(application_id, 0))
+    return rank_of_granted(user, max(ranks.get(EVERY_APPLICATION, 0), ranks.get(application_id, 0)))
+
+
+def rank_of_granted(user, granted: int | None) -> int:
+    """The rank `rank` gives, from the highest of the person's grants on the application
+    (granted_rank's answer; None: none)."""
+    if user is None or not user.is_authenticated or not user.is_active:
+        return 0
+    if user.is_staff or user.is_superuser:
+        return STAFF
+    return max(RANK[Role(settings.FC_DEFAULT_ROLE)], granted or 0)
+
+
+def granted_rank(user, application_id) -> Subquery:
+    """The highest of the person's grants on the application (an id or an OuterRef) or on
+    every one, as a subquery: for a query that must answer differently when a grant
+    changes, in that query and not one more (the live polls' cursor, deploys/live.py)."""
+    by_rank = Case(
+        *(When(role=role, then=Value(number)) for role, number in RANK.items()), default=0
+    )
+    grants = RoleGrant.objects.filter(
+        Q(user=user.pk) | Q(group__in=user.groups.all()),
+        Q(application=application_id) | Q(application__isnull=True),
+    )
+    return Subquery(grants.annotate(rank=by_rank).order_by("-rank").values("rank")[:1])
 
 
 def role_name(user, application) -> str:

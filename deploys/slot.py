@@ -80,13 +80,17 @@ def queue_of(application: Application) -> tuple[Deploy | None, list[Deploy]]:
 
 def lock(application: Application, *, actor, reason: str) -> None:
     Application.objects.filter(pk=application.pk).update(
-        locked=True, lock_reason=reason, locked_by=actor, locked_at=timezone.now()
+        locked=True,
+        lock_reason=reason,
+        locked_by=actor,
+        locked_at=timezone.now(),
+        changed_at=timezone.now(),  # update() sets no auto_now: the live polls read it
     )
 
 
 def unlock(application: Application) -> None:
     Application.objects.filter(pk=application.pk).update(
-        locked=False, lock_reason="", locked_by=None, locked_at=None
+        locked=False, lock_reason="", locked_by=None, locked_at=None, changed_at=timezone.now()
     )
     transaction.on_commit(lambda: advance(application.pk))
 

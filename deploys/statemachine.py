@@ -16,7 +16,7 @@ from django.utils import timezone
 from monitoring import metrics
 
 from .leases import FREED
-from .models import Deploy, DeployEvent
+from .models import Deploy, DeployEvent, touch
 from .states import FINAL_STATES, State, is_allowed
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,9 @@ def _entered_at(deploy_id: int, state: str):
 
 
 def record_event(deploy: Deploy, message: str, *, actor=None) -> DeployEvent:
-    """A note on the timeline that does not change the state."""
+    """A note on the timeline that does not change the state, but touches the deploy: the
+    live polls see the note by it (deploys/live.py)."""
+    touch(deploy.pk)
     return DeployEvent.objects.create(
         deploy=deploy,
         actor=actor,

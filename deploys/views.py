@@ -6,13 +6,14 @@ from django.db.models import Prefetch
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_POST
+from django.views.decorators.cache import cache_control
+from django.views.decorators.http import condition, require_POST
 
 from builds.logs import log_tail, with_log_tail
 from builds.models import Build
 from lib.git import GitError
 
-from . import actions, dashboard, roles, sides, slot
+from . import actions, dashboard, live, roles, sides, slot
 from .forms import QueueDeployForm
 from .models import Application, Deploy, DeployEvent, ServiceRollout
 from .repositories import repository_for
@@ -28,9 +29,27 @@ def dashboard_page(request, *, bound_form=None, status=200):
     )
 
 
+def _board_etag(request):
+    # Kept on the request: the view reads which rows changed from the same one query.
+    request.fc_board_cursors = live.board_cursors(request.user)
+    return request.fc_board_cursors.etag
+
+
+# private, no-cache: each answer is one person's, and is asked again (If-None-Match) each time.
+@cache_control(private=True, no_cache=True)
+@condition(etag_func=_board_etag)
 def dashboard_live(request):
-    """The dashboard's live parts, polled by static/js/live.js."""
-    return render(request, "deploys/_board_live.html", _board_context())
+    """The dashboard's rows that changed since the script's ?since= token (all of them
+    without one), polled by static/js/live.js; a 304 when none did (deploys/live.py)."""
+    cursors = request.fc_board_cursors
+    changed = live.changed_since(cursors, request.GET.get("since"))
+    applications = Application.objects.all()
+    if changed is not None:
+        applications = applications.filter(pk__in=changed)
+    entries = [{"board": entry} for entry in dashboard.board(applications)]
+    response = render(request, "deploys/_board_live.html", {"entries": entries})
+    response["X-Live-Cursor"] = cursors.token
+    return response
 
 
 # A queue form in each row up to this many applications; beyond, a form each would be half
@@ -99,9 +118,17 @@ def deploy_page(request, pk: int):
     return render(request, "deploys/deploy.html", _deploy_context(request, pk))
 
 
+@cache_control(private=True, no_cache=True)
+@condition(etag_func=lambda request, pk: live.deploy_etag(request.user, pk))
 def deploy_live(request, pk: int):
-    """The deploy page's live parts (not the logs, which stream on their own)."""
-    return render(request, "deploys/_deploy_live.html", _deploy_context(request, pk))
+    """The deploy page's live parts (not the logs, which stream on their own); a 304 when
+    nothing changed (deploys/live.py). X-Live-Final: the deploy has ended, nothing more will
+    change, and the script stops polling."""
+    context = _deploy_context(request, pk)
+    response = render(request, "deploys/_deploy_live.html", context)
+    if context["deploy"].is_final:
+        response["X-Live-Final"] = "1"
+    return response
 
 
 def _deploy_context(request, pk: int) -> dict:

@@ -26,3 +26,10 @@ def took(deploy) -> str:
 @register.filter
 def running_for(started: datetime | None) -> str:
     return duration(timezone.now() - started) if started else ""
+
+
+@register.filter
+def seconds_since(started: datetime | None) -> int | str:
+    """Whole seconds since `started`, for the page's script to count on from (data-elapsed):
+    the live polls answer 304 while the words change every second (deploys/live.py)."""
+    return max(int((timezone.now() - started).total_seconds()), 0) if started else ""

@@ -1,9 +1,15 @@
 /* Live pages without a build step: poll the page's server-rendered fragment and swap its parts.
  *
- *   <div hidden data-live-url="/live/dashboard/" data-live-every="3000"></div>
- *   <div data-live-id="app-shop-slot">...</div>   replaced by the same id from the fragment
+ *   <div hidden data-live-url="/live/dashboard/" data-live-every="2000"></div>
+ *   <div data-live-id="app-shop-row">...</div>   replaced by the same id from the fragment
  *
  * The fragment is rendered (and escaped) by the server with the same templates as the page.
+ * Polls are cheap when nothing changed (deploys/live.py): each sends back the last answer's
+ * ETag (If-None-Match) and gets a 304 with no body; the dashboard also sends the last
+ * answer's X-Live-Cursor (?since=) and gets only the rows that changed. Every 2 s while the
+ * tab is seen, every 30 s while it is hidden, at once when it is seen again; a deploy's page
+ * stops once the deploy has ended (X-Live-Final). How long the holder has run ticks here,
+ * between polls (data-elapsed, the words of lib/durations.py).
  * Also here: buttons that post without a reload (form.js-action), times in the viewer's time
  * zone (<time datetime>), branch suggestions for the queue form, and telling the owner when
  * their deploy starts or ends (in the page, and as a browser notification if allowed).
@@ -12,7 +18,7 @@
 (function () {
   "use strict";
 
-  var HIDDEN_EVERY_MS = 10000;
+  var HIDDEN_EVERY_MS = 30000;
   // The final states come from deploys/states.py, by way of <body data-final-states>.
   var FINAL = (document.body.getAttribute("data-final-states") || "").split(" ");
   var LABELS = {};
@@ -43,6 +49,43 @@
       el.textContent = text;
       el.title = el.getAttribute("datetime");
       el.setAttribute("data-local", "1");
+    });
+  }
+
+  // ------------------------------------------------------------------ durations, ticking
+
+  // lib/durations.py's rule: the two largest units from the first not zero, the second left
+  // out when zero, whatever is smaller dropped, never rounded up.
+  var UNITS = [[86400, "d"], [3600, "h"], [60, "min"], [1, "s"]];
+
+  function inWords(seconds) {
+    var left = Math.max(Math.floor(seconds), 0);
+    for (var i = 0; i < UNITS.length - 1; i++) {
+      if (left >= UNITS[i][0]) {
+        var big = Math.floor(left / UNITS[i][0]);
+        var small = Math.floor((left % UNITS[i][0]) / UNITS[i + 1][0]);
+        return big + " " + UNITS[i][1] + (small ? " " + small + " " + UNITS[i + 1][1] : "");
+      }
+    }
+    return left + " s";
+  }
+
+  // The server says how many seconds it counted when it rendered; counting on from when the
+  // page got it keeps the viewer's clock, right or wrong, out of it.
+  function seenElapsed(root) {
+    var now = Date.now();
+    Array.prototype.forEach.call(root.querySelectorAll("[data-elapsed]"), function (el) {
+      el.fcSeenAt = now;
+    });
+  }
+
+  function tickElapsed() {
+    var now = Date.now();
+    Array.prototype.forEach.call(document.querySelectorAll("[data-elapsed]"), function (el) {
+      var counted = parseInt(el.getAttribute("data-elapsed"), 10);
+      if (!isNaN(counted) && el.fcSeenAt) {
+        el.textContent = inWords(counted + (now - el.fcSeenAt) / 1000);
+      }
     });
   }
 
@@ -119,6 +162,9 @@
   var marker = null;
   var busy = false;
   var timer = null;
+  var etag = null; // the last answer's, sent back as If-None-Match
+  var since = null; // the dashboard's last X-Live-Cursor, sent back as ?since=
+  var ended = false; // the deploy has ended (X-Live-Final): nothing more will change
 
   function swap(html) {
     var fragment = new DOMParser().parseFromString(html, "text/html");
@@ -144,9 +190,18 @@
       if (target && target.innerHTML !== part.innerHTML) {
         target.innerHTML = part.innerHTML;
         localTimes(target);
+        seenElapsed(target);
       }
     });
     compareMine(before, myStates(document));
+  }
+
+  function liveUrl() {
+    var url = marker.getAttribute("data-live-url");
+    if (!since) {
+      return url;
+    }
+    return url + (url.indexOf("?") < 0 ? "?" : "&") + "since=" + encodeURIComponent(since);
   }
 
   function refresh() {
@@ -154,18 +209,28 @@
       return Promise.resolve();
     }
     busy = true;
-    return fetch(marker.getAttribute("data-live-url"), {
-      credentials: "same-origin",
-      cache: "no-store",
-      headers: { "X-Requested-With": "fetch" },
-    })
+    var headers = { "X-Requested-With": "fetch" };
+    if (etag) {
+      headers["If-None-Match"] = etag;
+    }
+    // no-store: the browser's cache stays out of it; the script sends If-None-Match itself,
+    // so a 304 comes to it as a 304.
+    return fetch(liveUrl(), { credentials: "same-origin", cache: "no-store", headers: headers })
       .then(function (response) {
+        if (response.status === 304) {
+          return; // nothing changed
+        }
         if (!response.ok) {
           throw new Error("answered " + response.status);
         }
-        return response.text();
+        return response.text().then(function (html) {
+          swap(html);
+          // Only once swapped: an answer not shown is asked for again.
+          etag = response.headers.get("ETag");
+          since = response.headers.get("X-Live-Cursor");
+          ended = ended || response.headers.get("X-Live-Final") === "1";
+        });
       })
-      .then(swap)
       .catch(function () {
         // Quietly: the next round tries again.
       })
@@ -174,20 +239,25 @@
       });
   }
 
+  function stopped() {
+    var state = document.getElementById("deploy-state");
+    return ended || (state !== null && FINAL.indexOf(state.getAttribute("data-state")) >= 0);
+  }
+
+  // One timer at most: each call replaces the one waiting, so a poll at once (the tab seen
+  // again, a button) and the round under way never make two.
   function schedule() {
-    var every = parseInt(marker.getAttribute("data-live-every"), 10) || 3000;
-    if (document.hidden) {
+    clearTimeout(timer);
+    timer = null;
+    if (stopped()) {
+      return; // the deploy has ended: nothing more will change
+    }
+    var every = parseInt(marker.getAttribute("data-live-every"), 10) || 2000;
+    if (document.visibilityState === "hidden") {
       every = Math.max(every, HIDDEN_EVERY_MS);
     }
     timer = setTimeout(function () {
-      refresh().then(function () {
-        var state = document.getElementById("deploy-state");
-        if (state && FINAL.indexOf(state.getAttribute("data-state")) >= 0) {
-          timer = null; // the deploy has ended: nothing more will change
-          return;
-        }
-        schedule();
-      });
+      refresh().then(schedule);
     }, every);
   }
 
@@ -267,6 +337,8 @@
 
   function start() {
     localTimes(document);
+    seenElapsed(document);
+    setInterval(tickElapsed, 1000);
     offerNotifications();
     document.addEventListener("submit", onSubmit);
     Array.prototype.forEach.call(document.querySelectorAll("input[data-branches-url]"), suggestBranches);
@@ -275,9 +347,9 @@
       myStates(document);
       schedule();
       document.addEventListener("visibilitychange", function () {
-        if (!document.hidden && timer !== null) {
+        if (document.visibilityState === "visible" && !stopped()) {
           clearTimeout(timer);
-          refresh().then(schedule);
+          refresh().then(schedule); // at once: what changed while hidden
         }
       });
     }

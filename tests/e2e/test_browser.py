@@ -264,3 +264,16 @@ def test_the_dashboard_on_a_laptop_and_a_phone(logged_in_page, browser, embedded
         assert overflow <= 0, f"the dashboard is {overflow}px wider than a phone's screen"
     finally:
         context.close()
+
+
+def test_the_dashboards_polls_answer_304_while_nothing_changes(logged_in_page):
+    page = logged_in_page
+
+    def unchanged(response) -> bool:
+        return "/live/dashboard/" in response.url and response.status == 304
+
+    # The first poll gets the rows and an ETag; a later one, sent back with it, gets a 304
+    # (within the minute: a new one brings every row again, deploys/live.py).
+    with page.expect_response(unchanged, timeout=75_000):
+        page.goto("/")
+    expect(page.locator(f'section.application[data-slug="{DEMO_SLUG}"]')).to_be_visible()
