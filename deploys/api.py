@@ -152,11 +152,8 @@ class QueueView(APIView):
 
 
 class ApplicationLockView(APIView):
-    """POST {"reason"}: lock the application (deploys queue, none starts). With unlock=True
-    (ApplicationUnlockView), POST: unlock it (the next queued deploy takes the slot). Both
-    answer the lock's state."""
-
-    unlock = False
+    """POST {"reason"}: lock the application (deploys queue, none starts); answers the
+    lock's state."""
 
     @extend_schema(
         operation_id="applications_lock",
@@ -168,9 +165,6 @@ class ApplicationLockView(APIView):
     )
     def post(self, request, slug: str):
         application = get_object_or_404(Application, slug=slug)
-        if self.unlock:
-            applications.unlock_application(application, actor=request.user)
-            return Response(applications.lock_state(application))
         # The role first: a viewer is refused whatever the body says.
         roles.check(request.user, "lock", application)
         body = LockRequest(data=request.data)
@@ -186,8 +180,9 @@ class ApplicationLockView(APIView):
         return Response(applications.lock_state(application))
 
 
-class ApplicationUnlockView(ApplicationLockView):
-    unlock = True
+class ApplicationUnlockView(APIView):
+    """POST: unlock the application (the next queued deploy takes the slot); answers the
+    lock's state."""
 
     @extend_schema(
         operation_id="applications_unlock",
@@ -198,4 +193,6 @@ class ApplicationUnlockView(ApplicationLockView):
         responses={200: LockStateSerializer, **errors(400, 401, 403, 404, 415)},
     )
     def post(self, request, slug: str):
-        return super().post(request, slug)
+        application = get_object_or_404(Application, slug=slug)
+        applications.unlock_application(application, actor=request.user)
+        return Response(applications.lock_state(application))

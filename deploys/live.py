@@ -38,6 +38,7 @@ from . import roles
 from .models import Application, Deploy
 
 SLACK = timedelta(seconds=10)
+SLACK_MICROS = int(SLACK.total_seconds() * 1_000_000)  # the cursors' unit
 
 
 def minute() -> int:
@@ -111,12 +112,8 @@ def changed_since(cursors: BoardCursors, since: str | None) -> set[int] | None:
         return None
     if token_minute != minute():
         return None
-    after = asked_at - _micros_of(SLACK)
+    after = asked_at - SLACK_MICROS
     return {pk for pk, c in cursors.by_application.items() if _micros(c) > after}
-
-
-def _micros_of(length: timedelta) -> int:
-    return int(length.total_seconds() * 1_000_000)
 
 
 def deploy_etag(user, pk: int) -> str | None:

@@ -37,12 +37,20 @@ class NotAllowed(PermissionDenied):
     """The person's role does not allow it: a 403, and nothing changed."""
 
 
-def rank(user, application: Application | int | None) -> int:
-    """The person's role on the application, as a rank (0: not logged in)."""
+def _rank_without_grants(user) -> int | None:
+    """The rank no grant decides: 0 for nobody logged in, STAFF for staff; None otherwise."""
     if user is None or not user.is_authenticated or not user.is_active:
         return 0
     if user.is_staff or user.is_superuser:
         return STAFF
+    return None
+
+
+def rank(user, application: Application | int | None) -> int:
+    """The person's role on the application, as a rank (0: not logged in)."""
+    fixed = _rank_without_grants(user)
+    if fixed is not None:
+        return fixed
     ranks = getattr(user, CACHE, None)
     if ranks is None:
         ranks = _ranks(user)
@@ -54,10 +62,9 @@ def rank(user, application: Application | int | None) -> int:
 def rank_of_granted(user, granted: int | None) -> int:
     """The rank `rank` gives, from the highest of the person's grants on the application
     (granted_rank's answer; None: none)."""
-    if user is None or not user.is_authenticated or not user.is_active:
-        return 0
-    if user.is_staff or user.is_superuser:
-        return STAFF
+    fixed = _rank_without_grants(user)
+    if fixed is not None:
+        return fixed
     return max(RANK[Role(settings.FC_DEFAULT_ROLE)], granted or 0)
 
 

@@ -101,15 +101,11 @@ def services_of(
     return list(grouped.values())
 
 
-def dual_services(rollouts: list[ServiceRollout]) -> list[ServiceSides]:
-    return [s for s in services_of(rollouts, with_logs=False) if s.both]
-
-
 def dual_services_of(
     rollouts_by_deploy: dict[int, list[ServiceRollout]],
 ) -> dict[int, list[ServiceSides]]:
-    """dual_services of several deploys (the dashboard's holders), their legacy runs read
-    in one query for all of them, not one per deploy."""
+    """Each deploy's services that go out on both sides (the dashboard's holders), their
+    legacy runs read in one query for all of them, not one per deploy."""
     every = [rollout for rollouts in rollouts_by_deploy.values() for rollout in rollouts]
     runs = _legacy_runs(every, with_logs=False)
     return {

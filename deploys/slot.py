@@ -79,12 +79,13 @@ def queue_of(application: Application) -> tuple[Deploy | None, list[Deploy]]:
 
 
 def lock(application: Application, *, actor, reason: str) -> None:
+    now = timezone.now()
     Application.objects.filter(pk=application.pk).update(
         locked=True,
         lock_reason=reason,
         locked_by=actor,
-        locked_at=timezone.now(),
-        changed_at=timezone.now(),  # update() sets no auto_now: the live polls read it
+        locked_at=now,
+        changed_at=now,  # update() sets no auto_now: the live polls read it
     )
 
 

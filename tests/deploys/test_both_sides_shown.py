@@ -137,7 +137,7 @@ def test_a_service_on_one_side_is_not_called_dual(application, user, dual_worker
     ServiceRollout.objects.create(deploy=deploy, placement=ecs, phase=1)
     rows = list(deploy.rollouts.select_related("placement__service"))
     assert not sides.services_of(rows)[0].both
-    assert sides.dual_services(rows) == []
+    assert sides.dual_services_of({deploy.pk: rows}) == {deploy.pk: []}
 
 
 def test_the_api_names_each_rows_side_and_the_legacy_build(logged_in, holder):
