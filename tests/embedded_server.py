@@ -120,7 +120,8 @@ def wait_until_up(server: EmbeddedServer, process: subprocess.Popen) -> None:
         try:
             if requests.get(f"{server.url}/login/", timeout=2).status_code == 200:
                 return
-        except requests.ConnectionError:
+        # A timeout too: gunicorn listens before its workers have loaded Django.
+        except (requests.ConnectionError, requests.Timeout):
             pass
         time.sleep(0.2)
     raise EmbeddedServerError(

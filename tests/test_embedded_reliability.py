@@ -59,7 +59,7 @@ pytestmark = [
 
 BURST_APPS = 3
 BURST_BRANCHES = 20  # per application: 60 deploys in all
-BURST_CLIENTS = 8  # concurrent API clients; runserver's listen queue is 10
+BURST_CLIENTS = 8  # concurrent API clients
 ROUNDS = 5 if os.environ.get("FC_SOAK") == "1" else 1
 WAIT = 240.0
 FIGURES = BASE_DIR / "build" / "reliability"
@@ -184,7 +184,7 @@ def test_sixty_deploys_queued_at_once_while_polled_all_merge(embedded, tmp_path)
     record(
         "burst",
         {
-            "server": "embedded default (runserver, SQLite, folder broker, 1 worker x 2)",
+            "server": "embedded default (gunicorn 2 x 8 threads, SQLite, folder broker, 1 worker x 2)",
             "clients": BURST_CLIENTS,
             "poll_interval_s": 0.5,
             "rounds": rounds,

@@ -156,8 +156,8 @@ def test_a_sigkilled_runembedded_leaves_no_process_behind(embedded):
     server = embedded
     supervisor = runembedded_pid(server)
     left = descendants(supervisor)
-    for marker in ("runserver", "celery -A fatcontroller worker", "celery -A fatcontroller beat",
-                   "runmoto", "runjenkins"):  # fmt: skip
+    for marker in ("gunicorn fatcontroller.wsgi", "celery -A fatcontroller worker",
+                   "celery -A fatcontroller beat", "runmoto", "runjenkins"):  # fmt: skip
         assert any(marker in cmd for cmd in left.values()), server.explain(f"no {marker}: {left}")
     worker = next(pid for pid, cmd in left.items() if "fatcontroller worker" in cmd)
     assert children_of(worker), server.explain("the worker has no pool processes")

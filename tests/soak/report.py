@@ -78,7 +78,7 @@ def section_burst(burst) -> list[str]:
         "",
         "The reproduction of the crash: merge-only deploys queued at once through the API by",
         "several clients while another polls every application's queue twice a second, on",
-        "`make run` (runserver, SQLite, the folder broker, one worker with two pool",
+        "`make run` (gunicorn with threads, SQLite, the folder broker, one worker with two pool",
         "processes). On kombu's filesystem transport the worker died after 38 merges",
         '("Unrecoverable error: JSONDecodeError"); `make bench` still shows that transport',
         "crashing a worker on small messages now and then.",

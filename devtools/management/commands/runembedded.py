@@ -1,7 +1,7 @@
 """manage.py runembedded: the embedded default's processes (what `make run` starts), kept up.
 
-Web (runserver), a Celery worker and Celery beat run as separate processes under one
-Supervisor (lib/supervisor.py); unless AWS_ENDPOINT_URL says where AWS is, the simulated AWS
+Web (gunicorn: WEB_WORKERS processes of WEB_THREADS threads each), a Celery worker and Celery
+beat run as separate processes under one Supervisor (lib/supervisor.py); unless AWS_ENDPOINT_URL says where AWS is, the simulated AWS
 (runmoto) runs too, started first and waited for, since nothing may start a rollout before
 the services it deploys to are there. Unless FC_LEGACY_JENKINS_URL says where the legacy
 Jenkins is, the stand-in Jenkins (runjenkins) runs too, with the demo's legacy deploy jobs,
@@ -27,18 +27,33 @@ the restart finds none (tests/test_embedded_supervisor.py shows a deploy queued 
 restart going out and merging).
 """
 
+import http.client
 import os
 import secrets
 import sys
 import time
+import urllib.error
+import urllib.request
 
 from django.core.management.base import BaseCommand, CommandError
 
 from lib.supervisor import ChildSpec, Supervisor
 from lib.urls import redact
 
+# Fifty people keeping the dashboard open poll it every 2 s: a threaded production server,
+# not runserver (one process, a thread per connection, a listen queue of 10). Two processes
+# for the two cores the GIL would otherwise keep to one; SQLite takes them (WAL, and the
+# write lock waited for: settings.py). No access log: a webhook's path holds its token.
+WEB_WORKERS = 2
+WEB_THREADS = 8
+# A poll answers in milliseconds: on Ctrl-C, the answers being written are done within it.
+WEB_GRACEFUL_SECONDS = 5
 PROCESSES = {
-    "web": ["manage.py", "runserver", "--noreload"],
+    "web": [
+        "-m", "gunicorn", "fatcontroller.wsgi", "--workers", str(WEB_WORKERS),
+        "--threads", str(WEB_THREADS), "--graceful-timeout", str(WEB_GRACEFUL_SECONDS),
+        "--bind",
+    ],
     "worker": [
         "-m", "celery", "-A", "fatcontroller", "worker", "--loglevel=INFO",
         "--concurrency=2", "--without-mingle", "--without-gossip", "--without-heartbeat",
@@ -48,6 +63,7 @@ PROCESSES = {
 # How long the simulated AWS may take to answer with the demo's services made.
 MOTO_START_TIMEOUT = 60.0
 JENKINS_START_TIMEOUT = 60.0
+WEB_START_TIMEOUT = 60.0
 # AWS settings that must not reach the simulated AWS's clients: a profile would be looked
 # up (and may not exist), a session token belongs to real credentials.
 NOT_FOR_MOTO = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_REGION")
@@ -116,6 +132,8 @@ class Command(BaseCommand):
                     return
             for name in PROCESSES:
                 supervisor.start(name)
+            if not self._wait_for_web(supervisor, addrport):
+                return
             self.stdout.write(
                 self.style.SUCCESS(
                     f"Fat Controller is on http://{addrport}/; deploys go to {where}"
@@ -157,6 +175,15 @@ class Command(BaseCommand):
             JENKINS_START_TIMEOUT,
         )
 
+    def _wait_for_web(self, supervisor, addrport) -> bool:
+        """Wait until the web server answers, so the address printed next works at once
+        (gunicorn listens before its workers have loaded Django); False on Ctrl-C."""
+        url = f"http://{addrport}/login/"
+        return self._wait_for(
+            supervisor, "web", "the web server", "gunicorn", url, lambda: answers(url),
+            WEB_START_TIMEOUT,
+        )  # fmt: skip
+
     def _wait_for(self, supervisor, name, what, command, where, ready, timeout) -> bool:
         """Wait until the child `name` is `ready()`; False on Ctrl-C.
 
@@ -180,6 +207,17 @@ class Command(BaseCommand):
             f"{what[0].upper()}{what[1:]} answered in {time.monotonic() - started:.1f} s"
         )
         return True
+
+
+def answers(url: str) -> bool:
+    """Whether an HTTP server answers at `url`, whatever the status."""
+    try:
+        with urllib.request.urlopen(url, timeout=2):
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except (OSError, http.client.HTTPException):
+        return False
 
 
 def legacy_jenkins(env: dict[str, str]) -> ChildSpec:
