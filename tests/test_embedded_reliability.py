@@ -184,7 +184,7 @@ def test_sixty_deploys_queued_at_once_while_polled_all_merge(embedded, tmp_path)
     record(
         "burst",
         {
-            "server": "embedded default (gunicorn 2 x 8 threads, SQLite, folder broker, 1 worker x 2)",
+            "server": "embedded default (gunicorn 2 x 8, SQLite, folder broker, 1 worker x 2)",
             "clients": BURST_CLIENTS,
             "poll_interval_s": 0.5,
             "rounds": rounds,

@@ -1,13 +1,13 @@
 """manage.py runembedded: the embedded default's processes (what `make run` starts), kept up.
 
-Web (gunicorn: WEB_WORKERS processes of WEB_THREADS threads each), a Celery worker and Celery
-beat run as separate processes under one Supervisor (lib/supervisor.py); unless AWS_ENDPOINT_URL says where AWS is, the simulated AWS
-(runmoto) runs too, started first and waited for, since nothing may start a rollout before
-the services it deploys to are there. Unless FC_LEGACY_JENKINS_URL says where the legacy
-Jenkins is, the stand-in Jenkins (runjenkins) runs too, with the demo's legacy deploy jobs,
-started next and waited for: web and worker are given FC_LEGACY_JENKINS_URL, _USER and
-_TOKEN to reach it, credentials made up for this run (the token is random, in the children's
-environment only, never printed).
+Web (gunicorn: WEB_WORKERS processes of WEB_THREADS threads each), a Celery worker and
+Celery beat run as separate processes under one Supervisor (lib/supervisor.py); unless
+AWS_ENDPOINT_URL says where AWS is, the simulated AWS (runmoto) runs too, started first and
+waited for, since nothing may start a rollout before the services it deploys to are there.
+Unless FC_LEGACY_JENKINS_URL says where the legacy Jenkins is, the stand-in Jenkins
+(runjenkins) runs too, with the demo's legacy deploy jobs, started next and waited for: web
+and worker are given FC_LEGACY_JENKINS_URL, _USER and _TOKEN to reach it, credentials made
+up for this run (the token is random, in the children's environment only, never printed).
 
 - A child that dies is started again after a backoff (1 s doubling to 30 s, back to 1 s
   after a minute up), with a line on stderr saying which, how and when.
@@ -32,8 +32,6 @@ import os
 import secrets
 import sys
 import time
-import urllib.error
-import urllib.request
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -178,9 +176,9 @@ class Command(BaseCommand):
     def _wait_for_web(self, supervisor, addrport) -> bool:
         """Wait until the web server answers, so the address printed next works at once
         (gunicorn listens before its workers have loaded Django); False on Ctrl-C."""
-        url = f"http://{addrport}/login/"
         return self._wait_for(
-            supervisor, "web", "the web server", "gunicorn", url, lambda: answers(url),
+            supervisor, "web", "the web server", "gunicorn", f"http://{addrport}/login/",
+            lambda: answers(addrport, "/login/"),
             WEB_START_TIMEOUT,
         )  # fmt: skip
 
@@ -209,15 +207,18 @@ class Command(BaseCommand):
         return True
 
 
-def answers(url: str) -> bool:
-    """Whether an HTTP server answers at `url`, whatever the status."""
+def answers(addrport: str, path: str) -> bool:
+    """Whether an HTTP server answers GET `path` at `addrport`, whatever the status."""
+    host, _, port = addrport.rpartition(":")
+    connection = http.client.HTTPConnection(host or "127.0.0.1", int(port), timeout=2)
     try:
-        with urllib.request.urlopen(url, timeout=2):
-            return True
-    except urllib.error.HTTPError:
+        connection.request("GET", path)
+        connection.getresponse().read()
         return True
     except (OSError, http.client.HTTPException):
         return False
+    finally:
+        connection.close()
 
 
 def legacy_jenkins(env: dict[str, str]) -> ChildSpec:
