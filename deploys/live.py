@@ -27,12 +27,14 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.contrib.auth import get_user_model
 from django.db.models import F, OuterRef, Subquery
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from builds.models import Build
 from clusters.models import ClusterReport
+from fatcontroller.prepared import Prepared
 
 from . import roles
 from .models import Application, Deploy
@@ -46,7 +48,7 @@ def minute() -> int:
     return int(timezone.now().timestamp() // 60)
 
 
-def _micros(when: datetime) -> int:
+def micros(when: datetime) -> int:
     return int(when.timestamp() * 1_000_000)
 
 
@@ -81,48 +83,19 @@ def _application_cursor(changed_at: str, application):
 @dataclass(frozen=True)
 class BoardCursors:
     by_application: dict[int, datetime]
+    minute: int  # of the answer: the rows said of it are for this minute
     etag: str
     # What the script sends back as ?since=: the minute and the time of the answer.
     token: str
 
 
-def board_cursors(user) -> BoardCursors:
-    """Every application's cursor, in one query. The dashboard's rows depend on the person
-    only by whose deploys are marked theirs (data-mine): the ETag has their id, not their
-    role (the queue form, which the role decides, is not in the live fragment)."""
-    rows = Application.objects.annotate(cursor=_application_cursor("changed_at", OuterRef("pk")))
-    by_application = dict(rows.values_list("pk", "cursor"))
-    now_minute = minute()
-    digest = hashlib.sha256(
-        repr(sorted((pk, _micros(c)) for pk, c in by_application.items())).encode()
-    ).hexdigest()[:20]
-    return BoardCursors(
-        by_application=by_application,
-        etag=f'"board-{getattr(user, "pk", 0)}-{now_minute}-{digest}"',
-        token=f"{now_minute}-{_micros(timezone.now())}",
-    )
+def _board_cursors_query():
+    return Application.objects.annotate(
+        cursor=_application_cursor("changed_at", OuterRef("pk"))
+    ).values_list("pk", "cursor")
 
 
-def changed_since(cursors: BoardCursors, since: str | None) -> set[int] | None:
-    """The applications whose rows changed since the client's token; None: all of them (no
-    token, one that does not parse, or of another minute)."""
-    try:
-        token_minute, asked_at = (int(part) for part in (since or "").split("-"))
-    except ValueError:
-        return None
-    if token_minute != minute():
-        return None
-    after = asked_at - SLACK_MICROS
-    return {pk for pk, c in cursors.by_application.items() if _micros(c) > after}
-
-
-def deploy_etag(user, pk: int) -> str | None:
-    """The deploy page's ETag, in one query; None for no such deploy (the view's 404).
-
-    What its fragment shows moves with the deploy (its state, notes, rollouts), with the
-    deploys ahead of it (its place in the queue), with its application (the lock) and with
-    its builds (a build's heartbeat, start and end); and its buttons with the person: who they
-    are (their own deploy) and their role, read by a subquery in the same query."""
+def _deploy_cursors_query(*, pk: int, user_id: int):
     builds = Subquery(
         Build.objects.filter(deploy=OuterRef("pk"))
         .annotate(
@@ -136,19 +109,63 @@ def deploy_etag(user, pk: int) -> str | None:
         .order_by("-changed")
         .values("changed")[:1]
     )
-    row = (
+    return (
         Deploy.objects.filter(pk=pk)
         .annotate(
             cursor=_application_cursor("application__changed_at", OuterRef("application_id")),
             builds_cursor=builds,
-            granted=roles.granted_rank(user, OuterRef("application_id")),
+            granted=roles.granted_rank(get_user_model()(pk=user_id), OuterRef("application_id")),
         )
         .values_list("cursor", "builds_cursor", "granted")
-        .first()
     )
-    if row is None:
+
+
+# Made once per process: compiling them costs more than running them (fatcontroller/prepared.py).
+_BOARD_CURSORS = Prepared(_board_cursors_query)
+_DEPLOY_CURSORS = Prepared(_deploy_cursors_query, "pk", "user_id")
+
+
+def board_cursors(user) -> BoardCursors:
+    """Every application's cursor, in one query. The dashboard's rows depend on the person
+    only by whose deploys are marked theirs (data-mine): the ETag has their id, not their
+    role (the queue form, which the role decides, is not in the live fragment)."""
+    by_application = dict(_BOARD_CURSORS.rows())
+    now_minute = minute()
+    digest = hashlib.sha256(
+        repr(sorted((pk, micros(c)) for pk, c in by_application.items())).encode()
+    ).hexdigest()[:20]
+    return BoardCursors(
+        by_application=by_application,
+        minute=now_minute,
+        etag=f'"board-{getattr(user, "pk", 0)}-{now_minute}-{digest}"',
+        token=f"{now_minute}-{micros(timezone.now())}",
+    )
+
+
+def changed_since(cursors: BoardCursors, since: str | None) -> set[int] | None:
+    """The applications whose rows changed since the client's token; None: all of them (no
+    token, one that does not parse, or of another minute)."""
+    try:
+        token_minute, asked_at = (int(part) for part in (since or "").split("-"))
+    except ValueError:
         return None
-    cursor, builds_cursor, granted = row
+    if token_minute != minute():
+        return None
+    after = asked_at - SLACK_MICROS
+    return {pk for pk, c in cursors.by_application.items() if micros(c) > after}
+
+
+def deploy_etag(user, pk: int) -> str | None:
+    """The deploy page's ETag, in one query; None for no such deploy (the view's 404).
+
+    What its fragment shows moves with the deploy (its state, notes, rollouts), with the
+    deploys ahead of it (its place in the queue), with its application (the lock) and with
+    its builds (a build's heartbeat, start and end); and its buttons with the person: who they
+    are (their own deploy) and their role, read by a subquery in the same query."""
+    found = _DEPLOY_CURSORS.rows(pk=pk, user_id=user.pk)
+    if not found:
+        return None
+    [(cursor, builds_cursor, granted)] = found
     rank = roles.rank_of_granted(user, granted)
-    built = _micros(builds_cursor) if builds_cursor else 0
-    return f'"deploy-{pk}-{user.pk}-{rank}-{minute()}-{_micros(cursor)}-{built}"'
+    built = micros(builds_cursor) if builds_cursor else 0
+    return f'"deploy-{pk}-{user.pk}-{rank}-{minute()}-{micros(cursor)}-{built}"'

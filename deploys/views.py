@@ -13,7 +13,7 @@ from builds.logs import log_tail, with_log_tail
 from builds.models import Build
 from lib.git import GitError
 
-from . import actions, dashboard, live, roles, sides, slot
+from . import actions, board_rows, dashboard, live, roles, sides, slot
 from .forms import QueueDeployForm
 from .models import Application, Deploy, DeployEvent, ServiceRollout
 from .repositories import repository_for
@@ -24,7 +24,7 @@ def dashboard_page(request, *, bound_form=None, status=200):
     return render(
         request,
         "deploys/dashboard.html",
-        _board_context(bound_form=bound_form),
+        _board_context(request, bound_form=bound_form),
         status=status,
     )
 
@@ -46,8 +46,8 @@ def dashboard_live(request):
     applications = Application.objects.all()
     if changed is not None:
         applications = applications.filter(pk__in=changed)
-    entries = [{"board": entry} for entry in dashboard.board(applications)]
-    response = render(request, "deploys/_board_live.html", {"entries": entries})
+    rows = board_rows.rows(request.user, cursors, applications)
+    response = render(request, "deploys/_board_live.html", {"rows": rows})
     response["X-Live-Cursor"] = cursors.token
     return response
 
@@ -57,17 +57,19 @@ def dashboard_live(request):
 INLINE_QUEUE_FORMS = 10
 
 
-def _board_context(*, bound_form=None) -> dict:
-    boards = dashboard.board()
-    inline = len(boards) <= INLINE_QUEUE_FORMS
+def _board_context(request, *, bound_form=None) -> dict:
+    rows = board_rows.rows(
+        request.user, live.board_cursors(request.user), Application.objects.all()
+    )
+    inline = len(rows) <= INLINE_QUEUE_FORMS
     entries = []
-    for entry in boards:
-        slug = entry.application.slug
+    for row in rows:
+        slug = row.application.slug
         if bound_form is not None and bound_form.data.get("application") == slug:
             form = bound_form  # the errors next to the fields, whatever the page's size
         else:
             form = QueueDeployForm(initial={"application": slug}) if inline else None
-        entries.append({"board": entry, "form": form})
+        entries.append({"row": row, "form": form})
     return {"entries": entries}
 
 

@@ -106,13 +106,16 @@ def simulator(monkeypatch, settings):
 
 @pytest.fixture(autouse=True)
 def empty_cache():
-    """Each test starts with nothing cached (branch lists, deploy durations)."""
-    from django.core.cache import cache
+    """Each test starts with nothing cached (branch lists, deploy durations, the dashboard's
+    rows)."""
+    from django.core.cache import caches
 
-    cache.clear()
+    for cache in caches.all():
+        cache.clear()
     forget_clients()  # each test's AWS (moto in process, or a server) gets its own clients
     yield
-    cache.clear()
+    for cache in caches.all():
+        cache.clear()
     forget_clients()
 
 
