@@ -164,9 +164,14 @@ def _child(out: Path, shape: Shape, count: int) -> None:
     import django
 
     django.setup()
+    import logging
+
     from django.core.management import call_command
 
     from bench.pages_seed import DEPLOYS, seed
+
+    # A line for each of the viewers' sessions made: not what the bench is telling.
+    logging.getLogger("axes").setLevel(logging.WARNING)
 
     work = Path(os.environ["FC_VAR_DIR"])
     call_command("migrate", verbosity=0)
@@ -223,9 +228,9 @@ def _child(out: Path, shape: Shape, count: int) -> None:
 def _rates(result: pages_load.LoadResult) -> str:
     said = (
         f"{result.viewers} viewers x {len(result.tabs)} tabs every {result.period:g} s asked "
-        f"{result.asked_per_second:.0f}/s, served {result.served_per_second:.1f}/s "
-        f"({result.answered} answers in {result.took:.1f} s; {result.late} late, "
-        f"{result.errors} errors)"
+        f"{result.asked_per_second:.1f}/s, served {result.served_per_second:.1f}/s "
+        f"({result.answered} answers to {result.turns} turns in {result.took:.1f} s; "
+        f"{result.late} late, {result.errors} errors)"
     )
     return said + (": kept up" if result.kept_up else ": THE SERVER COULD NOT KEEP UP")
 
