@@ -2,9 +2,10 @@
 
 Runs against a fresh SQLite database and folder broker under FC_VAR_DIR with a real Celery
 worker process, prints a table and writes build/bench/results.json. The pages figure also
-measures the production shape (gunicorn workers on the local PostgreSQL; bench/pages.py). Benchmarks measure;
-they never pass or fail. `python -m bench rollback_start pages` runs only the modules named
-(results.json then holds only their figures); with no name it runs them all.
+measures the production shape (gunicorn workers on the local PostgreSQL; bench/pages.py).
+Benchmarks measure; they never pass or fail. `python -m bench rollback_start pages` runs
+only the modules named (results.json then holds only their figures); with no name it runs
+them all.
 """
 
 import json
