@@ -235,6 +235,7 @@ class Transport(filesystem.Transport):
         self.state = self.states_by_folder.setdefault(folder, virtual.BrokerState())
 
     doorbell: doorbells.Doorbell | None = None
+    _loop = None
 
     def register_with_event_loop(self, connection, loop):
         # The loop looks when the doorbell rings, and on a timer in case a ring was lost:
@@ -250,7 +251,9 @@ class Transport(filesystem.Transport):
             if self.doorbell is not None and self.doorbell.heard():
                 poll()
 
+        self.unregister_from_event_loop(connection, loop)  # registered again
         self.doorbell = doorbells.Doorbell(Path(self.client.transport_options["folder"]))
+        self._loop = loop
         loop.add_reader(self.doorbell.fileno(), answer)
         self._poller = loop.call_repeatedly(self.polling_interval, poll)
 
@@ -259,19 +262,23 @@ class Transport(filesystem.Transport):
         if poller is not None:
             poller.cancel()
             self._poller = None
-        if self.doorbell is not None:
-            loop.remove_reader(self.doorbell.fileno())
-            self._take_doorbell_down()
+        self._take_doorbell_down()
 
     def close_connection(self, connection):
-        # A worker shutting down closes its connection without leaving the loop first.
+        # A worker shutting down (or reconnecting) closes its connection without leaving
+        # the loop first.
         super().close_connection(connection)
         self._take_doorbell_down()
 
     def _take_doorbell_down(self) -> None:
-        if self.doorbell is not None:
-            self.doorbell.close()
-            self.doorbell = None
+        if self.doorbell is None:
+            return
+        if self._loop is not None:
+            # Out of the loop before its descriptor closes and its number is given again.
+            self._loop.remove_reader(self.doorbell.fileno())
+            self._loop = None
+        self.doorbell.close()
+        self.doorbell = None
 
 
 def register() -> None:
