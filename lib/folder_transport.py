@@ -252,9 +252,13 @@ class Transport(filesystem.Transport):
                 poll()
 
         self.unregister_from_event_loop(connection, loop)  # registered again
-        self.doorbell = doorbells.Doorbell(Path(self.client.transport_options["folder"]))
-        self._loop = loop
-        loop.add_reader(self.doorbell.fileno(), answer)
+        try:
+            self.doorbell = doorbells.Doorbell(Path(self.client.transport_options["folder"]))
+        except OSError as exc:  # a file system without named pipes: the poll alone, slower
+            log.warning("broker: no doorbell (%s): messages wait for the poll", exc)
+        else:
+            self._loop = loop
+            loop.add_reader(self.doorbell.fileno(), answer)
         self._poller = loop.call_repeatedly(self.polling_interval, poll)
 
     def unregister_from_event_loop(self, connection, loop):

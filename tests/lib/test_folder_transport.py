@@ -238,9 +238,10 @@ class LoopConsumer:
     """A consumer driven by kombu's event loop with a prefetch of one, as a worker of one
     process: it holds what it was given until `ack`."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, polling_interval: float = HOUR):
         self.connection = Connection(
-            "folder://", transport_options={"folder": str(root), "polling_interval": HOUR}
+            "folder://",
+            transport_options={"folder": str(root), "polling_interval": polling_interval},
         )
         self.hub = Hub()
         self.connection.register_with_event_loop(self.hub)
@@ -292,3 +293,16 @@ def test_a_consumer_that_closes_takes_its_doorbell_down(tmp_path):
     assert len(os.listdir(tmp_path / doorbells.FOLDER)) == 1
     consumer.close()
     assert os.listdir(tmp_path / doorbells.FOLDER) == []
+
+
+def test_without_a_doorbell_the_consumer_still_takes_messages_at_its_poll(tmp_path, monkeypatch):
+    def no_named_pipes(*args, **kwargs):
+        raise PermissionError("no named pipes here")
+
+    monkeypatch.setattr(os, "mkfifo", no_named_pipes)
+    consumer = LoopConsumer(tmp_path, polling_interval=0.05)
+    try:
+        publish(tmp_path, {"n": 1})
+        assert consumer.wait_for(1).payload == {"n": 1}
+    finally:
+        consumer.close()
