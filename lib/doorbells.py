@@ -23,6 +23,7 @@ No Django here. POSIX only.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import uuid
@@ -36,7 +37,7 @@ def ring_all(root: Path) -> int:
     folder = Path(root) / FOLDER
     try:
         names = os.listdir(folder)
-    except FileNotFoundError:
+    except OSError:  # none hung yet (or unreadable): the consumers' polls will do
         return 0
     rung = 0
     for name in names:
@@ -55,7 +56,8 @@ def _ring(path: Path) -> bool:
     except OSError as exc:
         if exc.errno == errno.ENXIO:
             # Nobody reads it: its consumer is gone without taking it down.
-            path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
         return False
     try:
         os.write(descriptor, b"\0")
