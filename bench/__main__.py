@@ -42,6 +42,7 @@ def main() -> None:
         cluster_health,
         docker_rollout,
         dual_rollout,
+        merge_overhead,
         pages,
         rollback_start,
         rollout_calls,
@@ -51,6 +52,7 @@ def main() -> None:
     modules = {
         "broker_latency": broker_latency,
         "slot_handoff": slot_handoff,
+        "merge_overhead": merge_overhead,
         "build_notification": build_notification,
         "rollback_start": rollback_start,
         "rollout_calls": rollout_calls,

@@ -70,7 +70,8 @@ def make_candidate(deploy: Deploy) -> None:
 def _commits_brought(app: Application, candidate_sha: str) -> list[dict]:
     """The diff summary for the deploy page; without it the deploy goes on all the same."""
     try:
-        return repository_for(app).commits_not_on_default(candidate_sha)
+        # Against the default branch make_candidate has just fetched: no second fetch.
+        return repository_for(app).commits_not_on_default(candidate_sha, fetch=False)
     except GitError as exc:
         log.warning("could not list the commits of %s: %s", candidate_sha[:12], exc)
         return []

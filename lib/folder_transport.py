@@ -22,9 +22,12 @@ This transport keeps kombu's folder layout and exchange tables, and guarantees:
   hands its unacked messages back itself.
 * A file that is not a message (left half-written by the stock transport, or damaged) is
   moved to `bad/` with a warning; it never stops the worker.
-* It is asynchronous for Celery: the worker polls it from its event loop every
-  `polling_interval` (0.1 s in the embedded default), so the worker runs the same
-  event-loop prefork pool as on Redis, with one pipe per child and no shared lock.
+* It is asynchronous for Celery: the worker's event loop looks for messages when its
+  doorbell rings (lib/doorbells.py: a sender rings every consumer's after putting a message
+  in place, a consumer its own after an ack frees room for the next) and, in case a ring
+  is lost, every `polling_interval` (0.1 s in the embedded default). So a message waits
+  for no poll, and the worker runs the same event-loop prefork pool as on Redis, with one
+  pipe per child and no shared lock.
 
 One machine only: claims are recovered by processes on the host that made them.
 """
@@ -43,6 +46,7 @@ from kombu.utils.encoding import bytes_to_str, str_to_bytes
 from kombu.utils.json import dumps, loads
 from kombu.utils.objects import cached_property
 
+from . import doorbells
 from .processes import holder_is_gone, this_process
 
 log = logging.getLogger(__name__)
@@ -102,6 +106,7 @@ class Channel(filesystem.Channel):
         with open(partial, "wb") as f:
             f.write(str_to_bytes(dumps(payload)))
         os.rename(partial, self.queue_folder / name)
+        doorbells.ring_all(self.root)
 
     def _get(self, queue):
         self._recover_dead_claims()
@@ -135,11 +140,21 @@ class Channel(filesystem.Channel):
     def basic_ack(self, delivery_tag, multiple=False):
         super().basic_ack(delivery_tag, multiple=multiple)
         self._forget_claim(delivery_tag)
+        self._room_freed()
 
     def basic_reject(self, delivery_tag, requeue=False):
         # With requeue the base class puts the message back first (through _restore).
         super().basic_reject(delivery_tag, requeue=requeue)
         self._forget_claim(delivery_tag)
+        self._room_freed()
+
+    def _room_freed(self) -> None:
+        # A worker takes no more messages than its prefetch while it holds unacked ones, so
+        # a message sent by a running task (the deploy's next step) waits for this ack: the
+        # loop looks again now rather than at its next poll.
+        doorbell = getattr(self.connection, "doorbell", None)
+        if doorbell is not None:
+            doorbell.ring()
 
     def _restore(self, message):
         super()._restore(message)  # a fresh copy into the queue
@@ -219,9 +234,12 @@ class Transport(filesystem.Transport):
         folder = str(client.transport_options["folder"])
         self.state = self.states_by_folder.setdefault(folder, virtual.BrokerState())
 
+    doorbell: doorbells.Doorbell | None = None
+    _loop = None
+
     def register_with_event_loop(self, connection, loop):
-        # No file descriptor says "a message arrived", so the loop polls on a timer: what
-        # the synchronous loop did, without blocking the loop or the pool.
+        # The loop looks when the doorbell rings, and on a timer in case a ring was lost:
+        # what the synchronous loop did, without blocking the loop or the pool.
         def poll():
             for _ in range(BATCH):
                 try:
@@ -229,6 +247,18 @@ class Transport(filesystem.Transport):
                 except (TimeoutError, Empty):
                     return
 
+        def answer():
+            if self.doorbell is not None and self.doorbell.heard():
+                poll()
+
+        self.unregister_from_event_loop(connection, loop)  # registered again
+        try:
+            self.doorbell = doorbells.Doorbell(Path(self.client.transport_options["folder"]))
+        except OSError as exc:  # a file system without named pipes: the poll alone, slower
+            log.warning("broker: no doorbell (%s): messages wait for the poll", exc)
+        else:
+            self._loop = loop
+            loop.add_reader(self.doorbell.fileno(), answer)
         self._poller = loop.call_repeatedly(self.polling_interval, poll)
 
     def unregister_from_event_loop(self, connection, loop):
@@ -236,6 +266,23 @@ class Transport(filesystem.Transport):
         if poller is not None:
             poller.cancel()
             self._poller = None
+        self._take_doorbell_down()
+
+    def close_connection(self, connection):
+        # A worker shutting down (or reconnecting) closes its connection without leaving
+        # the loop first.
+        super().close_connection(connection)
+        self._take_doorbell_down()
+
+    def _take_doorbell_down(self) -> None:
+        if self.doorbell is None:
+            return
+        if self._loop is not None:
+            # Out of the loop before its descriptor closes and its number is given again.
+            self._loop.remove_reader(self.doorbell.fileno())
+            self._loop = None
+        self.doorbell.close()
+        self.doorbell = None
 
 
 def register() -> None:

@@ -386,15 +386,23 @@ class Repository:
             result = self._git("merge-base", "--is-ancestor", sha, base, check=False)
         return result.returncode == 0
 
-    def commits_not_on_default(self, sha: str, limit: int = 50) -> list[dict]:
-        """Commits in sha that origin's default branch lacks, newest first, merges left out."""
+    def commits_not_on_default(
+        self, sha: str, limit: int = 50, *, fetch: bool = True
+    ) -> list[dict]:
+        """Commits in sha that origin's default branch lacks, newest first, merges left out.
+
+        fetch=False compares with the default branch as this clone last fetched it: right
+        after make_candidate, that is the base the candidate was made on, and a fetch more
+        would cost a round trip to origin for the same answer.
+        """
         revision = _validate_revision(sha)
         if limit <= 0:
             return []
         with self._locked():
-            self._sync()
+            if fetch:
+                self._sync()
+            tip = self._fetch_commit(revision)  # clones first if there is no clone yet
             base = self._require_remote_branch(self.default_branch)
-            tip = self._fetch_commit(revision)
             result = self._git(
                 "log",
                 "-z",
@@ -493,8 +501,11 @@ class Repository:
         if not self._is_clone():
             self._sync()
         # A ref may have moved on origin since we last looked; a sha never changes.
-        if not (_SHA.fullmatch(revision) and self._commit_sha(revision)):
-            self._sync(candidates=True)
+        if _SHA.fullmatch(revision):
+            known = self._commit_sha(revision)
+            if known is not None:
+                return known  # one look, not a second for the same answer
+        self._sync(candidates=True)
         if revision.startswith("refs/heads/"):
             return self._require_remote_branch(revision.removeprefix("refs/heads/"))
         sha = self._commit_sha(revision)

@@ -95,7 +95,7 @@ class FakeRepository:
         remote.ancestors[candidate] = remote.ancestors[base] | remote.ancestors[head] | {base, head}
         return head, candidate
 
-    def commits_not_on_default(self, sha: str, limit: int = 50) -> list[dict]:
+    def commits_not_on_default(self, sha: str, limit: int = 50, *, fetch=True) -> list[dict]:
         return [{"sha": sha, "author": "Alice", "subject": "the change"}]
 
     def push_to_default(self, candidate_sha: str) -> None:

@@ -9,12 +9,14 @@ import os
 import signal
 import socket
 import threading
+import time
 from pathlib import Path
 
 import pytest
 from kombu import Connection, Exchange, Queue
+from kombu.asynchronous import Hub
 
-from lib import folder_transport, processes
+from lib import doorbells, folder_transport, processes
 from tests.waiting import wait_until
 
 folder_transport.register()
@@ -225,3 +227,82 @@ def test_messages_sort_in_the_order_they_were_sent(tmp_path):
     publish(tmp_path, *({"n": n} for n in range(20)))
     assert len(queued(tmp_path)) == 20
     assert [take(tmp_path, ack=True)["n"] for _ in range(20)] == list(range(20))
+
+
+# A consumer on an event loop, as Celery's worker runs it. Its poll is an hour, so a message
+# that arrives within the deadline was brought by the doorbell.
+HOUR = 3600
+
+
+class LoopConsumer:
+    """A consumer driven by kombu's event loop with a prefetch of one, as a worker of one
+    process: it holds what it was given until `ack`."""
+
+    def __init__(self, root: Path, polling_interval: float = HOUR):
+        self.connection = Connection(
+            "folder://",
+            transport_options={"folder": str(root), "polling_interval": polling_interval},
+        )
+        self.hub = Hub()
+        self.connection.register_with_event_loop(self.hub)
+        self.held = []
+        self.consumer = self.connection.Consumer(
+            QUEUE, callbacks=[lambda body, message: self.held.append(message)], accept=["json"]
+        )
+        self.consumer.qos(prefetch_count=1)
+        self.consumer.consume()
+
+    def wait_for(self, count: int):
+        deadline = time.monotonic() + 10
+        while len(self.held) < count:
+            assert time.monotonic() < deadline, f"{count} messages, got {len(self.held)}"
+            self.hub.run_once()
+        return self.held[count - 1]
+
+    def close(self):
+        self.connection.close()
+
+
+def test_a_message_wakes_a_consumer_on_an_event_loop_at_once(tmp_path):
+    consumer = LoopConsumer(tmp_path)
+    try:
+        publish(tmp_path, {"n": 1})
+        assert consumer.wait_for(1).payload == {"n": 1}
+    finally:
+        consumer.close()
+
+
+def test_an_ack_lets_the_message_sent_meanwhile_in_at_once(tmp_path):
+    """A deploy's next step is sent while its step runs, so the worker still holds the step's
+    message (acks_late) and takes no more: the ack must let the next one in, not the poll."""
+    consumer = LoopConsumer(tmp_path)
+    try:
+        publish(tmp_path, {"n": 1})
+        first = consumer.wait_for(1)
+        publish(tmp_path, {"n": 2})
+        consumer.hub.run_once()  # the loop hears the ring while the prefetch is full
+        assert queued(tmp_path) and len(consumer.held) == 1  # so it waits
+        first.ack()
+        assert consumer.wait_for(2).payload == {"n": 2}
+    finally:
+        consumer.close()
+
+
+def test_a_consumer_that_closes_takes_its_doorbell_down(tmp_path):
+    consumer = LoopConsumer(tmp_path)
+    assert len(os.listdir(tmp_path / doorbells.FOLDER)) == 1
+    consumer.close()
+    assert os.listdir(tmp_path / doorbells.FOLDER) == []
+
+
+def test_without_a_doorbell_the_consumer_still_takes_messages_at_its_poll(tmp_path, monkeypatch):
+    def no_named_pipes(*args, **kwargs):
+        raise PermissionError("no named pipes here")
+
+    monkeypatch.setattr(os, "mkfifo", no_named_pipes)
+    consumer = LoopConsumer(tmp_path, polling_interval=0.05)
+    try:
+        publish(tmp_path, {"n": 1})
+        assert consumer.wait_for(1).payload == {"n": 1}
+    finally:
+        consumer.close()

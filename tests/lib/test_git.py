@@ -540,6 +540,26 @@ def test_commits_not_on_default(remote):
     assert repo.commits_not_on_default(candidate) == []
 
 
+def test_commits_of_a_candidate_just_made_need_no_second_fetch(remote, tmp_path):
+    repo = remote.repository()
+    _, candidate = repo.make_candidate("feature/clean", CANDIDATE, "Deploy #42", WHEN)
+    fetched = repo.commits_not_on_default(candidate)
+    remote.bare.rename(tmp_path / "gone.git")  # origin no longer answers
+
+    assert repo.commits_not_on_default(candidate, fetch=False) == fetched
+    with pytest.raises(GitError):
+        repo.commits_not_on_default(candidate)
+
+
+def test_commits_without_a_fetch_clone_first_when_there_is_no_clone(remote):
+    _, candidate = remote.repository().make_candidate("feature/clean", CANDIDATE, "Go", WHEN)
+    elsewhere = remote.repository("elsewhere")
+
+    commits = elsewhere.commits_not_on_default(candidate, fetch=False)
+
+    assert [c["subject"] for c in commits] == ["Extend clean.txt", "Add clean.txt"]
+
+
 # Sharing a workdir
 
 
