@@ -100,6 +100,18 @@ def report(figures: dict[str, dict]) -> None:
     print(f"written to {RESULTS.relative_to(ROOT)}")
 
 
+def bench_user():
+    """The person the benches queue deploys as: a deployer of every application (the default
+    role is viewer, refused at the API)."""
+    from django.contrib.auth import get_user_model
+
+    from deploys.models import Role, RoleGrant
+
+    user = get_user_model().objects.get_or_create(username="bench")[0]
+    RoleGrant.objects.get_or_create(user=user, role=Role.DEPLOYER, application=None)
+    return user
+
+
 def start_worker(log_file: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
     """A worker process; `env` is added to this process's environment for it."""
     return subprocess.Popen(

@@ -24,10 +24,9 @@ POLL_SECONDS = 0.005  # how often the database is read while timing
 
 
 def run(var_dir: Path) -> dict[str, dict]:
-    from django.contrib.auth import get_user_model
     from django.test import Client
 
-    from bench.__main__ import start_worker, summary
+    from bench.__main__ import bench_user, start_worker, summary
     from bench.slot_handoff import make_remote
     from deploys.models import Application, Deploy
     from deploys.states import State
@@ -43,7 +42,7 @@ def run(var_dir: Path) -> dict[str, dict]:
         build_backend="jenkins",
         build_timeout_seconds=60,
     )
-    user = get_user_model().objects.get_or_create(username="bench")[0]
+    user = bench_user()
     client = Client(HTTP_HOST="127.0.0.1")
     client.force_login(user)
     secret = secrets.token_hex(16)

@@ -155,8 +155,7 @@ def _image(client, version: str, *, oom: bool = False) -> str:
 
 
 def _make_application(var_dir: Path, host: str):
-    from django.contrib.auth import get_user_model
-
+    from bench.__main__ import bench_user
     from bench.slot_handoff import make_remote
     from clusters.models import Cluster, ClusterKind, Placement, PlacementKind, ProcessType, Service
     from deploys.models import Application
@@ -179,7 +178,7 @@ def _make_application(var_dir: Path, host: str):
         Placement.objects.create(
             service=service, kind=PlacementKind.DOCKER, cluster=cluster, docker_config={}
         )
-    user = get_user_model().objects.get_or_create(username="bench")[0]
+    user = bench_user()
     return app, user
 
 

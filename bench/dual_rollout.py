@@ -148,8 +148,7 @@ def _one_rollout(app, user, phase, kind: str, tag: str) -> float:
 
 
 def _make_application(work: Path, ecs, names: list[str], jobs: list[str]):
-    from django.contrib.auth import get_user_model
-
+    from bench.__main__ import bench_user
     from bench.slot_handoff import make_remote
     from clusters.models import (
         Cluster,
@@ -189,5 +188,5 @@ def _make_application(work: Path, ecs, names: list[str], jobs: list[str]):
         Placement.objects.create(
             service=service, kind=PlacementKind.LEGACY, legacy_job=job, legacy_version="base"
         )
-    user = get_user_model().objects.get_or_create(username="bench")[0]
+    user = bench_user()
     return app, user, phase

@@ -37,12 +37,11 @@ GIT = [
 
 
 def run(var_dir: Path) -> dict[str, dict]:
-    from django.contrib.auth import get_user_model
     from django.test import Client
 
-    from bench.__main__ import start_worker, summary
+    from bench.__main__ import bench_user, start_worker, summary
     from bench.slot_handoff import make_remote
-    from deploys.models import Application, Deploy, Role, RoleGrant
+    from deploys.models import Application, Deploy
     from deploys.states import FINAL_STATES, State
 
     work = var_dir / "merge-overhead"
@@ -55,8 +54,7 @@ def run(var_dir: Path) -> dict[str, dict]:
     app = Application.objects.create(
         slug=SLUG, name="Bench merge", git_remote_url=str(deploy_remote), build_command="true"
     )
-    user = get_user_model().objects.get_or_create(username="bench")[0]
-    RoleGrant.objects.create(user=user, role=Role.DEPLOYER, application=app)
+    user = bench_user()
     client = Client(HTTP_HOST="127.0.0.1")
     client.force_login(user)
     clone = work / "bare-clone"

@@ -145,10 +145,9 @@ class FailureWatch:
 
 
 def run(var_dir: Path) -> dict[str, dict]:
-    from django.contrib.auth import get_user_model
     from moto.ecs.models import EC2ContainerServiceBackend
 
-    from bench.__main__ import summary
+    from bench.__main__ import bench_user, summary
     from clusters.models import Cluster, Placement, ProcessType, Service
     from deploys.models import Application
 
@@ -184,7 +183,7 @@ def run(var_dir: Path) -> dict[str, dict]:
                 Placement.objects.create(
                     service=service, cluster=cluster, ecs_service_name=name, container_name="app"
                 )
-            user = get_user_model().objects.get_or_create(username="bench")[0]
+            user = bench_user()
             log = var_dir / LOG
             with worker_on(aws.url, log, FC_ROLLOUT_POLL_SECONDS="1"):
                 for n in range(RUNS):

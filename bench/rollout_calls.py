@@ -296,8 +296,7 @@ def _ticks(window, boundary: float):
 
 
 def _make_application(size, work, ecs, cluster, names):
-    from django.contrib.auth import get_user_model
-
+    from bench.__main__ import bench_user
     from bench.slot_handoff import make_remote
     from clusters.models import Cluster, Placement, ProcessType, Service
     from deploys.models import Application
@@ -320,7 +319,7 @@ def _make_application(size, work, ecs, cluster, names):
         Placement.objects.create(
             service=service, cluster=db_cluster, ecs_service_name=name, container_name="app"
         )
-    user = get_user_model().objects.get_or_create(username="bench")[0]
+    user = bench_user()
     return app, user
 
 

@@ -8,10 +8,9 @@ DEPLOYS = 50
 
 
 def run(var_dir: Path) -> dict[str, dict]:
-    from django.contrib.auth import get_user_model
     from django.test import Client
 
-    from bench.__main__ import start_worker, summary
+    from bench.__main__ import bench_user, start_worker, summary
     from deploys.models import Application, Deploy
     from deploys.states import FINAL_STATES, State
 
@@ -19,7 +18,7 @@ def run(var_dir: Path) -> dict[str, dict]:
     app = Application.objects.create(
         slug="bench", name="Bench", git_remote_url=str(remote), build_command="true"
     )
-    user = get_user_model().objects.create_user("bench")
+    user = bench_user()
     client = Client(HTTP_HOST="127.0.0.1")
     client.force_login(user)
 

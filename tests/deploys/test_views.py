@@ -693,11 +693,12 @@ def count_queries(client, path) -> int:
 
 # Session and user; the applications and their change cursors (deploys/board_rows.py, for
 # the rows kept a second); for the rows not kept, the applications again (with each one's
-# last finished deploy found by an indexed subquery), the active deploys, the rollout phases, the holders' rollouts, the
-# clusters' open reports, the last finished deploys, and the durations behind the estimates
-# (kept for a minute): never more with more deploys or more applications
-# (tests/deploys/test_dashboard_cost.py); the person's role grants, once (deploys/roles.py).
-# Before the one-row-per-application dashboard: 2 + 5 + 2 per application + 1.
+# last finished deploy found by an indexed subquery), the active deploys, the rollout
+# phases, the holders' rollouts, the clusters' open reports, the last finished deploys, and
+# the durations behind the estimates (kept for a minute): never more with more deploys or
+# more applications (tests/deploys/test_dashboard_cost.py); the person's role grants, once
+# (deploys/roles.py). Before the one-row-per-application dashboard: 2 + 5 + 2 per
+# application + 1.
 DASHBOARD_MAX_QUERIES = 2 + 2 + 7 + 1
 
 
