@@ -1,31 +1,42 @@
-"""The dashboard's rows, rendered once for everyone who asks within a second.
+"""The dashboard's rows, rendered once for everyone until something in them changes.
 
 Fifty people with the dashboard open, some reloading it, ask for fifty rows many times a
-second, and rendering a row costs more than reading it. A row is the same for every person
-but for the mark on their own deploys (data-mine, which the page's script tells them of): it
-is rendered with each deploy's requester (data-requester) and the mark added for the person
-asking, by a replace on the text. A row is kept ROW_SECONDS under its application's change
-cursor and the minute (deploys/live.py): whatever changes what a row shows moves its cursor,
-so a kept row is the one that would be rendered now, but for the holder's seconds running
-(data-elapsed, which the page's script counts on from), behind by under ROW_SECONDS.
+second, and rendering a row costs more than reading it. A row is kept under its
+application's change cursor and the minute (deploys/live.py): whatever changes what a row
+shows moves its cursor, and what moves with the clock moves with the minute (the estimates
+are in minutes), so a kept row is the one that would be rendered now, but for two things set
+on the way out, each by a replace on the text:
+- the mark on the person's own deploys (data-mine, which the page's script tells them of):
+  the row is rendered with each deploy's requester (data-requester);
+- how long the holder has run, in seconds (data-elapsed, which the page's script counts on
+  from) and in words: set from its start (data-started-at) and the clock now.
 
 Each web process keeps its own (a local memory cache): nothing to share or to go stale
-between processes, and a row is rendered at most once a second in each.
+between processes, and a row is rendered at most once a minute in each while it is still.
 """
 
 from __future__ import annotations
 
+import math
+import re
+import time
 from dataclasses import dataclass
 
 from django.core.cache import caches
 from django.template.loader import render_to_string
 from django.utils.safestring import SafeString, mark_safe
 
+from lib.durations import in_words
+
 from . import dashboard, live
 from .models import Application
 
 CACHE = "board-rows"  # settings.CACHES
-ROW_SECONDS = 1
+# The minute in the key ends a row's life; this only lets the cache drop what is past.
+ROW_SECONDS = 120
+_ELAPSED = re.compile(
+    r'<span class="elapsed" data-started-at="([0-9.]+)" data-elapsed="[0-9]*">[^<]*</span>'
+)
 
 
 @dataclass(frozen=True)
@@ -50,12 +61,18 @@ def rows(user, cursors: live.BoardCursors, applications) -> list[Row]:
         }
         cache.set_many({keys[pk]: text for pk, text in made.items() if keys[pk]}, ROW_SECONDS)
         html.update(made)
-    # The template escaped what it rendered; the mark added is ours.
+    now = clock()
+    # The template escaped what it rendered; what is set on the way out is ours.
     return [
-        Row(app, mark_safe(_mark_mine(html[app.pk], user)))  # noqa: S308
+        Row(app, mark_safe(_set_clock(_mark_mine(html[app.pk], user), now)))  # noqa: S308
         for app in apps
         if app.pk in html  # one deleted meanwhile is left out
     ]
+
+
+def clock() -> float:
+    """Seconds since the epoch now (the tests hold it still)."""
+    return time.time()
 
 
 def _key(pk: int, cursors: live.BoardCursors) -> str | None:
@@ -63,6 +80,18 @@ def _key(pk: int, cursors: live.BoardCursors) -> str | None:
     if cursor is None:  # made after the cursors were read: rendered, not kept
         return None
     return f"{pk}-{live.micros(cursor)}-{cursors.minute}"
+
+
+def _set_clock(html: str, now: float) -> str:
+    def running(match: re.Match) -> str:
+        started = match.group(1)
+        seconds = max(math.floor(now - float(started)), 0)
+        return (
+            f'<span class="elapsed" data-started-at="{started}" data-elapsed="{seconds}">'
+            f"{in_words(seconds)}</span>"
+        )
+
+    return _ELAPSED.sub(running, html)
 
 
 def _mark_mine(html: str, user) -> str:

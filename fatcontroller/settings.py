@@ -183,13 +183,13 @@ else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=60))
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 # Each process's own memory: the branch lists and estimates (a minute), and the dashboard's
-# rows (a second, deploys/board_rows.py), which are never worth a round trip to share.
+# rows (until they change, deploys/board_rows.py), never worth a round trip to share.
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
     "board-rows": {
         "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
         "LOCATION": "board-rows",
-        # Rows of a few hundred applications and their older versions, dropped in a second.
+        # Rows of a few hundred applications and their older versions, dropped in 2 minutes.
         "OPTIONS": {"MAX_ENTRIES": 2000},
     },
 }

@@ -29,6 +29,13 @@ def running_for(started: datetime | None) -> str:
 
 
 @register.filter
+def epoch(when: datetime | None) -> str:
+    """Seconds since the epoch, to the millisecond: for a kept row's clock to be set from
+    (deploys/board_rows.py)."""
+    return f"{when.timestamp():.3f}" if when else ""
+
+
+@register.filter
 def seconds_since(started: datetime | None) -> int | str:
     """Whole seconds since `started`, for the page's script to count on from (data-elapsed):
     the live polls answer 304 while the words change every second (deploys/live.py)."""

@@ -1,18 +1,28 @@
-"""The dashboard's rows kept for a second (deploys/board_rows.py): a row kept is served with
-no query of its own and is everyone's, with each person's own deploys marked; a row whose
-application changed is rendered again at once."""
+"""The dashboard's rows kept for their minute (deploys/board_rows.py): a row kept is served
+with no query of its own and is everyone's, with each person's own deploys marked and the
+holder's time running set as it is served; a row whose application changed is rendered again
+at once."""
 
 import re
+from datetime import timedelta
 
 import pytest
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
-from deploys import statemachine
+from deploys import board_rows, live, statemachine
 from deploys.models import Application, Deploy
 from deploys.states import State
+from lib.durations import in_words
 from tests.people import person
+
+
+@pytest.fixture(autouse=True)
+def one_minute(monkeypatch):
+    """The minute held still: a row is kept for its minute."""
+    monkeypatch.setattr(live, "minute", lambda: 29_000_000)
 
 
 @pytest.fixture
@@ -26,6 +36,7 @@ def board(application, user):
     return holder
 
 
+ELAPSED = re.compile(r'data-elapsed="(\d+)">([^<]+)</span>')
 ROW = re.compile(r'<div data-live-id="app-[^"]+-row">.*?</div>', re.DOTALL)
 
 
@@ -67,3 +78,19 @@ def test_a_row_whose_application_changed_is_rendered_again_at_once(logged_in, bo
 
     assert "Build failed" in after
     assert "Build failed" in fragment
+
+
+def test_a_kept_rows_clock_is_set_as_it_is_served(logged_in, board, monkeypatch):
+    Deploy.objects.filter(pk=board.pk).update(started_at=timezone.now() - timedelta(minutes=3))
+    _, first = queries(logged_in)
+    then = int(ELAPSED.search(first).group(1))
+    assert 180 <= then < 240
+
+    later = board_rows.clock() + 75
+    monkeypatch.setattr(board_rows, "clock", lambda: later)
+    warm, again = queries(logged_in)  # the row kept: its key holds the same cursor and minute
+
+    assert warm < 6
+    seconds, words = ELAPSED.search(again).groups()
+    assert int(seconds) - then in (75, 76)
+    assert words == in_words(int(seconds))

@@ -126,7 +126,7 @@ def queries_and_bytes(client, path) -> tuple[int, int]:
 
 
 def cold_and_warm(client, path) -> tuple[int, int]:
-    """Nothing kept, then what was kept by the first (the rows are kept for a second)."""
+    """Nothing kept, then what was kept by the first (the rows are kept for their minute)."""
     for cache in caches.all():
         cache.clear()
     cold, _ = queries_and_bytes(client, path)

@@ -273,7 +273,7 @@ def test_the_holders_time_ticks_in_the_page_from_the_servers_count(logged_in, sh
     html = poll(logged_in).content.decode()
 
     counted, words = re.search(
-        r'for <span class="elapsed" data-elapsed="(\d+)">([^<]+)<', html
+        r'for <span class="elapsed" data-started-at="[0-9.]+" data-elapsed="(\d+)">([^<]+)<', html
     ).groups()
 
     assert int(counted) >= 3600  # it took the slot an hour ago

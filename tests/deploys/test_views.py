@@ -692,7 +692,7 @@ def count_queries(client, path) -> int:
 
 
 # Session and user; the applications and their change cursors (deploys/board_rows.py, for
-# the rows kept a second); for the rows not kept, the applications again (with each one's
+# the rows kept for their minute); for the rows not kept, the applications again (with each one's
 # last finished deploy found by an indexed subquery), the active deploys, the rollout
 # phases, the holders' rollouts, the clusters' open reports, the last finished deploys, and
 # the durations behind the estimates (kept for a minute): never more with more deploys or
