@@ -59,6 +59,7 @@ CHANGE_EVERY_SECONDS = 1.0  # a deploy moves on somewhere
 ALONE_REQUESTS = 20
 ALONE_SECONDS = 5.0  # fewer than ALONE_REQUESTS if a page is that slow
 WARM_UP_REQUESTS = 3
+ALONE = {"warm_up": WARM_UP_REQUESTS, "requests": ALONE_REQUESTS, "seconds": ALONE_SECONDS}
 BENCH_DATABASE = "fc_bench_pages"
 DEFAULT_POSTGRES_URL = "postgres://postgres@127.0.0.1:5432/postgres"
 
@@ -194,16 +195,13 @@ def _child(out: Path, shape: Shape, count: int) -> None:
     try:
         _wait_for_server(server, port)
         alone = {
-            tab.name: pages_load.alone(
-                port,
-                cookies[0],
-                tab.path,
-                warm_up=WARM_UP_REQUESTS,
-                requests=ALONE_REQUESTS,
-                seconds=ALONE_SECONDS,
-            )
-            for tab in pages + live
+            tab.name: pages_load.alone(port, cookies[0], tab.path, **ALONE) for tab in pages + live
         }
+        for tab in live:  # the same, each answered 304: what an unchanged poll costs
+            etag = pages_load.get(port, tab.path, cookies[0]).etag
+            alone[f"{tab.name} unchanged"] = pages_load.alone(
+                port, cookies[0], tab.path, etag=etag, **ALONE
+            )
         moving.start()
         rounds = {
             label: pages_load.load(
@@ -255,15 +253,22 @@ def _tab_figures(shape, count, tab_name, tab, result, queries, alone) -> dict[st
         figure.update(rates)
         figure["conditions"] = conditions
         figure["client_latency"] = summary(tab.client[kind])
+        by_itself = alone.get(tab_name if kind == "full" else f"{tab_name} unchanged")
+        if by_itself:
+            figure["breakdown"] = {
+                f"alone (one client, {len(by_itself)} in a row)": summary(by_itself)
+            }
         if kind == "full":
             figure["queries"] = queries[tab_name]
             figure["bytes_median"] = int(statistics.median(tab.sizes))
-            figure["breakdown"] = {
-                f"alone (one client, {len(alone[tab_name])} in a row)": summary(alone[tab_name])
-            }
         if tab.errors:
             figure["errors"] = {"count": len(tab.errors), "first": tab.errors[:5]}
         figures[f"{tab_name} {label} ({count} apps, {shape.key})"] = figure
+    unchanged_alone = alone.get(f"{tab_name} unchanged")
+    if unchanged_alone:  # also where the load left no poll unchanged (a row moved each time)
+        figure = summary(unchanged_alone)
+        figure["conditions"] = f"one client, one after another; {conditions}"
+        figures[f"{tab_name} unchanged poll (304), alone ({count} apps, {shape.key})"] = figure
     return figures
 
 

@@ -61,14 +61,29 @@ def get(port: int, path: str, cookie: str, headers: dict[str, str] | None = None
     )
 
 
-def alone(port: int, cookie: str, path: str, *, warm_up: int, requests: int, seconds: float):
-    """One client, one request after another: a request's cost without contention."""
+def alone(
+    port: int,
+    cookie: str,
+    path: str,
+    *,
+    warm_up: int,
+    requests: int,
+    seconds: float,
+    etag: str | None = None,
+) -> list[float]:
+    """One client, one request after another: a request's cost without contention. With
+    `etag`, sent back in If-None-Match: what an unchanged poll costs (304s only)."""
     samples = []
     deadline = None
+    headers = {"If-None-Match": etag, "X-Requested-With": "fetch"} if etag else {}
+    wanted = 304 if etag else 200
     for n in range(warm_up + requests):
-        answer = get(port, path, cookie)
-        if answer.status != 200 or answer.server_ms is None:
+        answer = get(port, path, cookie, headers)
+        if answer.status not in (200, wanted) or answer.server_ms is None:
             raise SystemExit(f"bench: {path} answered {answer.status} ({answer.server_ms})")
+        if answer.status != wanted:  # changed meanwhile: the new ETag, and on
+            headers["If-None-Match"] = answer.etag or ""
+            continue
         if n >= warm_up:
             samples.append(answer.server_ms)
             deadline = deadline or time.monotonic() + seconds
