@@ -33,7 +33,7 @@ from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from builds.models import Build
-from clusters.models import ClusterReport
+from clusters.models import ClusterReport, Placement
 from fatcontroller.prepared import Prepared
 
 from . import roles
@@ -63,8 +63,11 @@ def _latest_deploy_change(application):
 def _latest_report_change(application):
     # A report's last change is its closing, else its opening; the dashboard shows counts.
     changed = Coalesce("closed_at", "opened_at")
+    # From the reports to the clusters, not from each application's placements: reports
+    # are few (none, most of the time), placements many, and this runs for every row.
+    clusters = Placement.objects.filter(service__application=OuterRef(application))
     return Subquery(
-        ClusterReport.objects.filter(cluster__placements__service__application=application)
+        ClusterReport.objects.filter(cluster_id__in=clusters.values("cluster_id"))
         .annotate(changed=changed)
         .order_by("-changed")
         .values("changed")[:1]
@@ -90,9 +93,11 @@ class BoardCursors:
 
 
 def _board_cursors_query():
-    return Application.objects.annotate(
-        cursor=_application_cursor("changed_at", OuterRef("pk"))
-    ).values_list("pk", "cursor")
+    return (
+        Application.objects.order_by()
+        .annotate(cursor=_application_cursor("changed_at", OuterRef("pk")))
+        .values_list("pk", "cursor")
+    )
 
 
 def _deploy_cursors_query(*, pk: int, user_id: int):
