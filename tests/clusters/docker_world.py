@@ -14,7 +14,9 @@ BUSYBOX = Path("/usr/bin/busybox")
 APPLETS = ("sh", "sleep", "echo", "cat", "httpd", "wget", "false")
 PORT = 8080  # each container has its own network namespace (network "none"): no clashes
 HEALTHY = {"test": ["CMD", "wget", "-q", "-O", "-", f"http://127.0.0.1:{PORT}/"]}
-FAST = {"interval": 0.2, "timeout": 1, "retries": 2}
+# start_period: httpd may take more than two checks to listen on a busy machine; checks
+# failing before it do not count, and the first that passes ends it.
+FAST = {"interval": 0.2, "timeout": 1, "retries": 2, "start_period": 3}
 
 
 def busybox_image(client, repository: str) -> str:

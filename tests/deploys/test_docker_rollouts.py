@@ -26,6 +26,7 @@ import threading
 from collections import Counter
 from typing import Any
 
+import docker
 import pytest
 
 from clusters.models import Cluster, ClusterKind, Placement, PlacementKind, ProcessType, Service
@@ -67,6 +68,10 @@ FAST_HEALTH = {
     "interval": 0.2,
     "timeout": 1,
     "retries": 2,
+    # httpd may take more than two checks to listen on a busy machine (seen in CI: a good
+    # replica turned unhealthy and the deploy rolled back): checks failing before it do not
+    # count. The first that passes ends it, so a good replica is healthy as soon as it serves.
+    "start_period": 3,
 }
 # What each image runs when the placement gives no command (shop-web).
 COMMANDS = {
@@ -188,7 +193,14 @@ def run_old_revision(placements: dict[str, Placement], image: str) -> dict[str, 
 def containers(placement: Placement) -> list:
     """Every container of the placement, exited ones included."""
     client = docker_target.client(placement.cluster.docker_host)
-    return client.containers.list(all=True, filters={"label": f"{PLACEMENT}={placement.pk}"})
+    for _ in range(10):
+        try:
+            return client.containers.list(
+                all=True, filters={"label": f"{PLACEMENT}={placement.pk}"}
+            )
+        except docker.errors.NotFound:  # one removed between the list and its inspect
+            continue
+    raise AssertionError(f"the containers of {placement} kept vanishing while listed")
 
 
 def specs(placement: Placement) -> dict[str, str]:
