@@ -257,6 +257,24 @@ def test_the_sso_urls_need_no_login(sso_on, client, monkeypatch):
 
 
 @pytest.mark.django_db
+def test_the_admins_login_is_the_login_page_while_local_passwords_are_off(settings):
+    # Someone logged in who may not use the admin is sent to its login form, which asks for
+    # a password ("log in as another account").
+    viewer = Client()
+    viewer.force_login(person("vera", "viewer"))
+    assert viewer.get("/admin/").url.startswith("/admin/login/")
+    assert 'name="password"' in viewer.get("/admin/login/").content.decode()
+
+    settings.FC_LOCAL_PASSWORDS = False
+    settings.FC_OIDC_ISSUER = ISSUER
+    answer = viewer.get("/admin/login/", {"next": "/admin/deploys/"})
+    assert answer.status_code == 302
+    assert answer["Location"] == "/login/?next=%2Fadmin%2Fdeploys%2F"
+    page = viewer.get(answer["Location"]).content.decode()
+    assert SSO_LINK in page and 'name="password"' not in page
+
+
+@pytest.mark.django_db
 def test_local_passwords_off_refuses_a_password_login(settings):
     person("ann", "viewer")
     assert Client().post("/login/", {"username": "ann", "password": PASSWORD}).status_code == 302
