@@ -29,14 +29,6 @@ class NotPreparable(ValueError):
     """The query's SQL or its other parameters change with its arguments."""
 
 
-@dataclass(frozen=True)
-class _Made:
-    sql: str
-    params: tuple
-    places: dict[str, tuple[int, ...]]  # each argument's positions in params
-    compiler: object
-
-
 class Prepared:
     """`Prepared(build, "pk", "user_id")`: build(pk=..., user_id=...) returns the queryset
     (integers only); `.rows(pk=3, user_id=7)` runs it and returns its rows."""
@@ -44,7 +36,7 @@ class Prepared:
     def __init__(self, build: Callable[..., QuerySet], *arguments: str):
         self._build = build
         self._arguments = arguments
-        self._made: dict[str, _Made] = {}
+        self._made: dict[str, _Compiled] = {}
         self._lock = threading.Lock()
         self._model = None  # the queryset's, read at the first run
 
@@ -64,7 +56,7 @@ class Prepared:
             fetched = [tuple(row) for row in cursor.fetchall()]
         return [tuple(row) for row in made.compiler.results_iter(results=[fetched])]
 
-    def _make(self, alias: str) -> _Made:
+    def _make(self, alias: str) -> _Compiled:
         with self._lock:
             if alias in self._made:
                 return self._made[alias]
@@ -73,9 +65,8 @@ class Prepared:
                 raise NotPreparable(f"{self._build.__qualname__}: its SQL moves with its values")
             if first.places != second.places:
                 raise NotPreparable(f"{self._build.__qualname__}: its values move in its SQL")
-            made = _Made(first.sql, first.params, first.places, first.compiler)
-            self._made[alias] = made
-            return made
+            self._made[alias] = first
+            return first
 
     def _compile(self, alias: str, base: int) -> _Compiled:
         stand_ins = {name: base - n for n, name in enumerate(self._arguments)}
@@ -96,7 +87,7 @@ class Prepared:
 class _Compiled:
     sql: str
     params: tuple
-    places: dict[str, tuple[int, ...]]
+    places: dict[str, tuple[int, ...]]  # each argument's positions in params
     compiler: object
 
     def others(self) -> Sequence:

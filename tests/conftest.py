@@ -104,18 +104,21 @@ def simulator(monkeypatch, settings):
         yield sim
 
 
-@pytest.fixture(autouse=True)
-def empty_cache():
-    """Each test starts with nothing cached (branch lists, deploy durations, the dashboard's
-    rows)."""
+def clear_caches() -> None:
+    """Every cache emptied: branch lists, deploy durations, the dashboard's rows."""
     from django.core.cache import caches
 
     for cache in caches.all():
         cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def empty_cache():
+    """Each test starts with nothing cached."""
+    clear_caches()
     forget_clients()  # each test's AWS (moto in process, or a server) gets its own clients
     yield
-    for cache in caches.all():
-        cache.clear()
+    clear_caches()
     forget_clients()
 
 

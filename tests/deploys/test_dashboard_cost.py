@@ -6,7 +6,6 @@ import re
 from datetime import timedelta
 
 import pytest
-from django.core.cache import caches
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -28,6 +27,7 @@ from clusters.models import (
 from deploys import slot
 from deploys.models import Application, Deploy, ServiceRollout
 from deploys.states import Mode, State
+from tests.conftest import clear_caches
 from tests.pages import html_of, linked_deploys
 
 PAGES = ("/", "/live/dashboard/")
@@ -127,8 +127,7 @@ def queries_and_bytes(client, path) -> tuple[int, int]:
 
 def cold_and_warm(client, path) -> tuple[int, int]:
     """Nothing kept, then what was kept by the first (the rows are kept for their minute)."""
-    for cache in caches.all():
-        cache.clear()
+    clear_caches()
     cold, _ = queries_and_bytes(client, path)
     warm, _ = queries_and_bytes(client, path)
     return cold, warm
