@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from clusters.targets.docker_replicas import oom_killed
+
 pytestmark = pytest.mark.docker
 
 BUSYBOX = Path("/usr/bin/busybox")  # Debian's busybox-static: one binary, no libraries
@@ -43,7 +45,8 @@ def test_a_container_over_its_hard_memory_limit_is_oom_killed(docker_engine):
         result = container.wait(timeout=60)
         container.reload()
         assert result["StatusCode"] == 137
-        assert container.attrs["State"]["OOMKilled"] is True
+        # The engine's word, flag or "oom" event: the two can cross on a busy host.
+        assert oom_killed(container)
     finally:
         container.remove(force=True)
         client.close()

@@ -7,6 +7,7 @@ import urllib.request
 
 import pytest
 
+from clusters.targets.docker_replicas import oom_killed
 from devtools import docker_images
 from tests.ports import closed_port
 from tests.waiting import wait_until
@@ -94,7 +95,8 @@ def test_the_oom_variant_is_oom_killed_under_a_hard_memory_limit(client):
     result = container.wait(timeout=60)
     container.reload()
     assert result["StatusCode"] == 137
-    assert container.attrs["State"]["OOMKilled"] is True
+    # The engine's word, flag or "oom" event: the two can cross on a busy host.
+    assert oom_killed(container)
 
 
 def test_the_same_tag_built_by_another_recipe_is_rebuilt(client):

@@ -13,17 +13,11 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 
-from .docker_replicas import PLACEMENT, REVISION
+from .docker_replicas import PLACEMENT, REVISION, stamp
 
 # What a replace waits for. Not "start" or "destroy": the step makes those itself. Not the
 # exec events a health check makes every interval: its outcome comes as health_status.
 WAKING = ("die", "oom", "health_status")
-
-
-def stamp(seconds: float) -> str:
-    """A Unix time as the engine's since/until take it: seconds.nanoseconds."""
-    whole = int(seconds)
-    return f"{whole}.{int((seconds - whole) * 1e9):09d}"
 
 
 def changed(client, watched: Mapping[str, str], since: float, seconds: float) -> bool | None:

@@ -14,11 +14,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import docker.errors
+import requests
+
 LABEL = "org.fatcontroller"
 APPLICATION, SERVICE, PLACEMENT = f"{LABEL}.application", f"{LABEL}.service", f"{LABEL}.placement"
 REVISION, START, REPLICA = f"{LABEL}.revision", f"{LABEL}.deploy-start", f"{LABEL}.replica"
 BATCH, SPEC = f"{LABEL}.batch", f"{LABEL}.spec"
 NAME_PART = re.compile(r"[^a-zA-Z0-9_.-]+")
+
+# What the kernel's OOM killer leaves as a container's exit code (128 + SIGKILL); so does a
+# kill from outside, which is why the engine's own word on an OOM kill is asked for as well.
+SIGKILL_EXIT = 137
+# How long to wait for the engine's "oom" event of a container that died with SIGKILL_EXIT:
+# it comes a moment after the exit when the two notices crossed on their way to the engine.
+OOM_EVENT_WAIT = 1.0
 
 
 @dataclass
@@ -70,7 +80,7 @@ class Replica:
     def failure(self) -> tuple[str, str] | None:
         """(event, words) when it cannot serve: OOM-killed, exited, unhealthy."""
         code = self.state.get("ExitCode")
-        if self.state.get("OOMKilled"):
+        if oom_killed(self.container):
             return "oom_killed", f"OOM-killed (exit {code})"
         if self.status in ("exited", "dead"):
             return "exited", f"exited with {code}"
@@ -92,6 +102,40 @@ class Replica:
     def grace_left(self, grace: float) -> float:
         """Seconds until a running container with no health check counts as healthy."""
         return grace - _age(self.state.get("StartedAt", ""))
+
+
+def oom_killed(container, wait: float = OOM_EVENT_WAIT) -> bool:
+    """Did the kernel OOM-kill this container (docker.models.containers.Container, as last
+    read)? The engine's OOMKilled flag says so when the kernel's OOM notice reached it before
+    the exit; on a busy host the two can cross, the flag stays false, and the engine logs
+    its "oom" event a moment after the exit instead. So a container that died with
+    SIGKILL_EXIT without the flag is asked about up to `wait` seconds for that event; where
+    the engine cannot be asked, it is not said to be OOM-killed (it still failed: exited)."""
+    state = container.attrs.get("State", {})
+    if state.get("OOMKilled"):
+        return True
+    if state.get("Status") not in ("exited", "dead") or state.get("ExitCode") != SIGKILL_EXIT:
+        return False
+    now = time.time()
+    try:
+        stream = container.client.api.events(
+            since=stamp(now - _age(state.get("StartedAt", "")) - 1),
+            until=stamp(now + wait),
+            decode=True,
+            filters={"container": container.id, "event": "oom"},
+        )
+        try:
+            return next(iter(stream), None) is not None
+        finally:
+            stream.close()
+    except (docker.errors.DockerException, requests.RequestException):
+        return False
+
+
+def stamp(seconds: float) -> str:
+    """A Unix time as the engine's since/until take it: seconds.nanoseconds."""
+    whole = int(seconds)
+    return f"{whole}.{int((seconds - whole) * 1e9):09d}"
 
 
 def _age(started_at: str) -> float:
