@@ -55,11 +55,27 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def embedded(request, tmp_path_factory):
+def runtime_dir(tmp_path_factory):
+    """The XDG_RUNTIME_DIR the server's processes are given: where gunicorn would put its
+    control socket by default, one path for every gunicorn of the user."""
+    return tmp_path_factory.mktemp("xdg-runtime")
+
+
+@pytest.fixture(scope="module")
+def embedded(request, tmp_path_factory, runtime_dir):
     with embedded_for_tests(
-        request, tmp_path_factory, "supervised-var", "a test of the embedded supervisor"
+        request,
+        tmp_path_factory,
+        "supervised-var",
+        "a test of the embedded supervisor",
+        extra_env={"XDG_RUNTIME_DIR": str(runtime_dir)},
     ) as server:
         yield server
+
+
+def test_the_web_server_takes_no_control_socket_another_make_run_would_share(embedded, runtime_dir):
+    assert child_named(embedded, "gunicorn fatcontroller.wsgi")
+    assert list(runtime_dir.iterdir()) == []
 
 
 def push_branch(server: EmbeddedServer, branch: str) -> str:

@@ -46,11 +46,13 @@ WEB_WORKERS = 2
 WEB_THREADS = 8
 # A poll answers in milliseconds: on Ctrl-C, the answers being written are done within it.
 WEB_GRACEFUL_SECONDS = 5
+# No control socket: gunicorn's default is one path in $HOME for every gunicorn the user
+# runs, so a second `make run` (or the tests' servers) would take it from the first.
 PROCESSES = {
     "web": [
         "-m", "gunicorn", "fatcontroller.wsgi", "--workers", str(WEB_WORKERS),
         "--threads", str(WEB_THREADS), "--graceful-timeout", str(WEB_GRACEFUL_SECONDS),
-        "--bind",
+        "--no-control-socket", "--bind",
     ],
     "worker": [
         "-m", "celery", "-A", "fatcontroller", "worker", "--loglevel=INFO",
