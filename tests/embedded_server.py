@@ -40,6 +40,7 @@ NOT_EMBEDDED = {
 }
 
 START_TIMEOUT = 60.0  # the three processes starting on a slow machine
+READY_LINE = "Fat Controller is on http://"  # what runembedded prints once everything answers
 LOG_TAIL_LINES = 80
 
 
@@ -117,15 +118,20 @@ def wait_until_up(server: EmbeddedServer, process: subprocess.Popen) -> None:
             raise EmbeddedServerError(
                 server.explain(f"runembedded exited with {process.returncode}")
             )
-        try:
-            if requests.get(f"{server.url}/login/", timeout=2).status_code == 200:
-                return
-        # A timeout too: gunicorn listens before its workers have loaded Django.
-        except (requests.ConnectionError, requests.Timeout):
-            pass
+        # Up as `make run` says it is: web may answer before the simulated AWS, the
+        # stand-in Jenkins and the worker are, and the line comes once all of them are.
+        if READY_LINE in server.log_tail(lines=100_000):
+            try:
+                if requests.get(f"{server.url}/login/", timeout=2).status_code == 200:
+                    return
+            except (requests.ConnectionError, requests.Timeout):
+                pass
         time.sleep(0.2)
     raise EmbeddedServerError(
-        server.explain(f"GET /login/ did not answer 200 within {START_TIMEOUT} s")
+        server.explain(
+            f"runembedded did not say {READY_LINE!r} with GET /login/ answering 200 "
+            f"within {START_TIMEOUT} s"
+        )
     )
 
 

@@ -122,16 +122,22 @@ class Command(BaseCommand):
             children.append(ChildSpec(name, argv, env=env))
 
         with Supervisor(children) as supervisor:
-            if moto is not None:
-                supervisor.start(moto.name)
-                if not self._wait_for_moto(supervisor, endpoint, aws, demo_aws_ready):
-                    return  # Ctrl-C while waiting: the supervisor stops moto on the way out
-            if jenkins is not None:
-                supervisor.start(jenkins.name)
-                if not self._wait_for_jenkins(supervisor, env):
-                    return
+            # The simulated AWS, the stand-in Jenkins and web load at once (each takes
+            # seconds to import and make what it serves); the worker and beat, which deploy
+            # and watch clusters through the first two, start once both answer.
+            for spec in (moto, jenkins):
+                if spec is not None:
+                    supervisor.start(spec.name)
+            supervisor.start("web")
+            if moto is not None and not self._wait_for_moto(
+                supervisor, endpoint, aws, demo_aws_ready
+            ):
+                return  # Ctrl-C while waiting: the supervisor stops what started on the way out
+            if jenkins is not None and not self._wait_for_jenkins(supervisor, env):
+                return
             for name in PROCESSES:
-                supervisor.start(name)
+                if name != "web":
+                    supervisor.start(name)
             if not self._wait_for_web(supervisor, addrport):
                 return
             self.stdout.write(
