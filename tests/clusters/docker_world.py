@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from clusters.targets.docker_replicas import PLACEMENT
+from clusters.targets.docker_replicas import PLACEMENT, REVISION
 
 BUSYBOX = Path("/usr/bin/busybox")
 APPLETS = ("sh", "sleep", "echo", "cat", "httpd", "wget", "false")
@@ -62,3 +62,17 @@ def web(version: str, **more) -> dict[str, Any]:
 
 def containers(engine, placement) -> list:
     return engine.containers.list(all=True, filters={"label": f"{PLACEMENT}={placement.pk}"})
+
+
+def run_labelled(engine, image, placement_id: str, revision: str, command, **more):
+    """A container started straight on the engine, labelled as one of a placement's
+    revisions, with no network and a hard memory limit of 16m."""
+    return engine.containers.run(
+        image,
+        command,
+        detach=True,
+        network_mode="none",
+        mem_limit="16m",
+        labels={PLACEMENT: placement_id, REVISION: revision},
+        **more,
+    )

@@ -8,24 +8,12 @@ import pytest
 
 from clusters.targets import docker_events, target_for
 from clusters.targets.base import Progress, Watch
-from clusters.targets.docker_replicas import PLACEMENT, REVISION
 from tests.clusters.docker_world import FAST, HEALTHY, web
+from tests.clusters.docker_world import run_labelled as run
 from tests.clusters.ledgers import Ledger
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.docker
-
-
-def run(engine, image, placement_id: str, revision: str, command, **more):
-    return engine.containers.run(
-        image,
-        command,
-        detach=True,
-        network_mode="none",
-        mem_limit="16m",
-        labels={PLACEMENT: placement_id, REVISION: revision},
-        **more,
-    )
 
 
 def test_a_health_change_of_the_watched_revision_wakes_the_wait(engine, image):

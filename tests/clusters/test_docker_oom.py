@@ -8,19 +8,12 @@ import time
 import pytest
 
 from clusters.targets import docker_replicas
-from clusters.targets.docker_replicas import PLACEMENT, REVISION, Replica, oom_killed
+from clusters.targets.docker_replicas import Replica, oom_killed
+from tests.clusters.docker_world import run_labelled
 
 
 def run(engine, image, command):
-    return engine.containers.run(
-        image,
-        command,
-        detach=True,
-        network_mode="none",
-        mem_limit="16m",
-        memswap_limit="16m",
-        labels={PLACEMENT: "950", REVISION: "rev-a"},
-    )
+    return run_labelled(engine, image, "950", "rev-a", command, memswap_limit="16m")
 
 
 @pytest.mark.docker
