@@ -256,6 +256,17 @@ def test_runjenkins_needs_a_token_and_a_free_port(monkeypatch):
         runjenkins.jenkins_port()
 
 
+def test_the_legacy_jobs_take_what_fc_legacy_job_seconds_says(monkeypatch):
+    monkeypatch.delenv("FC_LEGACY_JOB_SECONDS", raising=False)
+    assert runjenkins.job_seconds() == runjenkins.BUILD_SECONDS == 4.0
+    monkeypatch.setenv("FC_LEGACY_JOB_SECONDS", " 1.5 ")
+    assert runjenkins.job_seconds() == 1.5
+    for wrong in ("soon", "-1", "nan", "4000"):
+        monkeypatch.setenv("FC_LEGACY_JOB_SECONDS", wrong)
+        with pytest.raises(CommandError, match="FC_LEGACY_JOB_SECONDS must be seconds"):
+            runjenkins.job_seconds()
+
+
 def test_runembedded_stops_waiting_when_the_stand_in_jenkins_dies():
     class Dead:
         returncode = 2

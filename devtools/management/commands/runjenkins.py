@@ -35,11 +35,27 @@ DEFAULT_USER = "fatcontroller"
 # Jenkins' quiet period is 5 s by default; a demo waits one.
 QUEUE_DELAY = 1.0
 USER_SETTING, TOKEN_SETTING = "FC_LEGACY_JENKINS_USER", "FC_LEGACY_JENKINS_TOKEN"
+JOB_SECONDS_SETTING = "FC_LEGACY_JOB_SECONDS"
 
 
 def jenkins_port() -> int:
     """FC_JENKINS_PORT, or DEFAULT_PORT."""
     return port_setting("FC_JENKINS_PORT", DEFAULT_PORT)
+
+
+def job_seconds() -> float:
+    """FC_LEGACY_JOB_SECONDS, or BUILD_SECONDS: how long a demo legacy job's steps take (the
+    tests shorten them; a demo phase on the legacy side takes seconds either way)."""
+    text = os.environ.get(JOB_SECONDS_SETTING, "").strip()
+    if not text:
+        return BUILD_SECONDS
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < 3600:
+        raise CommandError(f"{JOB_SECONDS_SETTING} must be seconds (0 to 3600), not {text!r}")
+    return seconds
 
 
 def url_for(port: int) -> str:
@@ -89,11 +105,12 @@ class Command(BaseCommand):
         parser.add_argument(
             "--build-seconds",
             type=float,
-            default=BUILD_SECONDS,
-            help=f"how long a deploy job's steps take (default {BUILD_SECONDS:g})",
+            default=None,
+            help=f"how long a deploy job's steps take (default: {JOB_SECONDS_SETTING}, "
+            f"else {BUILD_SECONDS:g})",
         )
 
-    def handle(self, *args, port=None, jobs=None, build_seconds=BUILD_SECONDS, **options):
+    def handle(self, *args, port=None, jobs=None, build_seconds=None, **options):
         user = os.environ.get(USER_SETTING, "").strip() or DEFAULT_USER
         token = os.environ.get(TOKEN_SETTING, "")
         if not token:
@@ -101,6 +118,8 @@ class Command(BaseCommand):
                 f"set {TOKEN_SETTING} (and {USER_SETTING}, default {DEFAULT_USER!r}): the API "
                 "token the stand-in Jenkins accepts"
             )
+        if build_seconds is None:
+            build_seconds = job_seconds()
         if build_seconds < 0:
             raise CommandError("--build-seconds cannot be negative")
         port = port if port is not None else jenkins_port()
