@@ -256,7 +256,7 @@ def test_runjenkins_needs_a_token_and_a_free_port(monkeypatch):
         runjenkins.jenkins_port()
 
 
-def test_the_legacy_jobs_take_what_fc_legacy_job_seconds_says(monkeypatch):
+def test_the_demo_timings_are_taken_from_the_environment_or_refused(monkeypatch):
     monkeypatch.delenv("FC_LEGACY_JOB_SECONDS", raising=False)
     assert runjenkins.job_seconds() == runjenkins.BUILD_SECONDS == 4.0
     monkeypatch.setenv("FC_LEGACY_JOB_SECONDS", " 1.5 ")
@@ -265,6 +265,9 @@ def test_the_legacy_jobs_take_what_fc_legacy_job_seconds_says(monkeypatch):
         monkeypatch.setenv("FC_LEGACY_JOB_SECONDS", wrong)
         with pytest.raises(CommandError, match="FC_LEGACY_JOB_SECONDS must be seconds"):
             runjenkins.job_seconds()
+    monkeypatch.setenv("FC_DEMO_LEAK_SECONDS", "0")
+    with pytest.raises(CommandError, match=r"FC_DEMO_LEAK_SECONDS must be seconds \(1 to 3600\)"):
+        runmoto.seconds_setting(runmoto.LEAK_SETTING, runmoto.LEAK_AFTER_SECONDS, least=1.0)
 
 
 def test_runembedded_stops_waiting_when_the_stand_in_jenkins_dies():

@@ -28,7 +28,7 @@ from devtools.demo import demo_config
 from devtools.jenkins_standin import JenkinsStandin
 from devtools.legacy_jobs import BUILD_SECONDS, legacy_jobs, serve_demo_jobs
 
-from .runmoto import HOST, check_free, port_setting
+from .runmoto import HOST, check_free, port_setting, seconds_setting
 
 DEFAULT_PORT = 8002
 DEFAULT_USER = "fatcontroller"
@@ -46,16 +46,7 @@ def jenkins_port() -> int:
 def job_seconds() -> float:
     """FC_LEGACY_JOB_SECONDS, or BUILD_SECONDS: how long a demo legacy job's steps take (the
     tests shorten them; a demo phase on the legacy side takes seconds either way)."""
-    text = os.environ.get(JOB_SECONDS_SETTING, "").strip()
-    if not text:
-        return BUILD_SECONDS
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = -1.0
-    if not 0 <= seconds < 3600:
-        raise CommandError(f"{JOB_SECONDS_SETTING} must be seconds (0 to 3600), not {text!r}")
-    return seconds
+    return seconds_setting(JOB_SECONDS_SETTING, BUILD_SECONDS)
 
 
 def url_for(port: int) -> str:

@@ -46,6 +46,7 @@ TASK_FAIL_AFTER_SECONDS = 1.0
 # until the crash loop check stops it. Sooner, the deploy's own watch catches the OOM and
 # rolls it back (as it should), and the demo shows no crash loop.
 LEAK_AFTER_SECONDS = 60.0
+LEAK_SETTING = "FC_DEMO_LEAK_SECONDS"  # the tests' shorter deploys take a shorter one
 
 ECR_REPOSITORY_HOST = ".dkr.ecr."
 
@@ -74,6 +75,20 @@ def port_setting(name: str, default: int) -> int:
     if not 0 < port < 65536:
         raise CommandError(f"{name} must be a port number, not {text!r}")
     return port
+
+
+def seconds_setting(name: str, default: float, least: float = 0.0, most: float = 3600.0) -> float:
+    """The seconds the environment variable `name` says (`least` to `most`), or `default`."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not least <= seconds <= most:
+        raise CommandError(f"{name} must be seconds ({least:g} to {most:g}), not {text!r}")
+    return seconds
 
 
 def moto_port() -> int:
@@ -297,7 +312,7 @@ class Command(BaseCommand):
         simulator = EcsSimulator(
             task_start_seconds=TASK_START_SECONDS,
             task_fail_after_seconds=TASK_FAIL_AFTER_SECONDS,
-            leak_after_seconds=LEAK_AFTER_SECONDS,
+            leak_after_seconds=seconds_setting(LEAK_SETTING, LEAK_AFTER_SECONDS, least=1.0),
         )
         server = ThreadedMotoServer(ip_address=HOST, port=port, verbose=False)
         simulator.install()
