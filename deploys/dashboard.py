@@ -17,7 +17,7 @@ from django.utils import timezone
 from clusters import migration, targets
 from clusters.models import Placement
 
-from . import finished, sides
+from . import finished, sides, slot
 from .cluster_page import open_reports_by_application
 from .models import Application, Deploy, RolloutStatus, ServiceRollout
 from .states import FINAL_STATES, MEANING, SLOT_STATES, Mode, State
@@ -71,12 +71,7 @@ def board(applications=None) -> list[AppBoard]:
         return []
     app_ids = list(boards)
 
-    active = (
-        Deploy.objects.filter(application_id__in=app_ids, state__in=SLOT_STATES | {State.QUEUED})
-        .select_related("requester")
-        .order_by("id")
-    )
-    for deploy in active:
+    for deploy in slot.open_deploys(app_ids):
         entry = boards[deploy.application_id]
         deploy.application = entry.application  # already read, with its lock
         if deploy.state in SLOT_STATES:

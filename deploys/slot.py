@@ -66,13 +66,27 @@ def queue_position(deploy: Deploy) -> int | None:
     return ahead + 1
 
 
+def open_deploys(application_ids) -> list[Deploy]:
+    """The slot holders and the waiting deploys of these applications (ids), with their
+    requesters, in the queue's order: first queued first."""
+    # Sorted here, not by the database: asked to sort by id, SQLite walks the (application,
+    # -id) index through every deploy of the application (31 ms at 100,000) rather than the
+    # (application, state, id) one through the few that are open (0.1 ms).
+    return sorted(
+        Deploy.objects.filter(
+            application_id__in=list(application_ids), state__in=SLOT_STATES | {State.QUEUED}
+        )
+        .select_related("requester")
+        .order_by(),
+        key=lambda deploy: deploy.pk,
+    )
+
+
 def queue_of(application: Application) -> tuple[Deploy | None, list[Deploy]]:
     """The slot holder and the waiting deploys, first in line first."""
-    deploys = list(
-        Deploy.objects.filter(application=application, state__in=SLOT_STATES | {State.QUEUED})
-        .select_related("requester", "application")
-        .order_by("id")
-    )
+    deploys = open_deploys([application.pk])
+    for deploy in deploys:
+        deploy.application = application
     holder = next((d for d in deploys if d.state in SLOT_STATES), None)
     waiting = [d for d in deploys if d.state == State.QUEUED]
     return holder, waiting
