@@ -126,7 +126,7 @@ def wait_until_up(server: EmbeddedServer, process: subprocess.Popen) -> None:
             )
         # Up as `make run` says it is: web may answer before the simulated AWS, the
         # stand-in Jenkins and the worker are, and the line comes once all of them are.
-        if READY_LINE in server.log_tail(lines=100_000):
+        if said(server, READY_LINE):
             try:
                 if requests.get(f"{server.url}/login/", timeout=2).status_code == 200:
                     return

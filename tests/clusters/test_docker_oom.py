@@ -34,10 +34,7 @@ def test_a_container_killed_from_outside_is_not_oom_killed(engine, image):
     container.reload()
     assert container.attrs["State"]["OOMKilled"] is False
 
-    started = time.monotonic()
     assert oom_killed(container, wait=0.5) is False
-    # The engine was asked for its "oom" event and the wait was the one given, not longer.
-    assert time.monotonic() - started < 5
     assert Replica(container).failure() == ("exited", "exited with 137")
 
 
@@ -79,12 +76,13 @@ class Stream(list):
 
 def test_an_oom_event_after_the_exit_counts_where_the_flag_missed_it():
     crossed = Crossed([{"status": "oom", "id": Crossed.id}])
-    assert oom_killed(crossed) is True
+    asked_at = time.time()
+    assert oom_killed(crossed, wait=0.5) is True
     (query,) = crossed.asked
     assert query["filters"] == {"container": Crossed.id, "event": "oom"}
-    # From just before it started to a moment from now, as the engine's seconds.nanoseconds.
+    # From just before it started to the wait given from now, as seconds.nanoseconds.
     assert query["since"].startswith("1796587199.")
-    assert float(query["until"]) > time.time()
+    assert asked_at + 0.5 <= float(query["until"]) <= time.time() + 0.5
     assert crossed.stream.closed
 
 

@@ -154,8 +154,8 @@ def test_the_open_deploys_are_not_sorted_by_the_database_but_still_in_queue_orde
     with CaptureQueriesContext(connection) as queries:
         (entry,) = dashboard.board(Application.objects.filter(pk=app.pk))
     (open_deploys,) = [
-        q["sql"] for q in queries if 'FROM "deploys_deploy"' in q["sql"] and "IN (" in q["sql"]
-        and '"deploys_deploy"."state" IN' in q["sql"] and "JOIN \"auth_user\"" in q["sql"]
+        q["sql"] for q in queries
+        if '"deploys_deploy"."state" IN' in q["sql"] and 'JOIN "auth_user"' in q["sql"]
     ]  # fmt: skip
     assert "ORDER BY" not in open_deploys
     waiting = [deploy.pk for deploy, _ in entry.waiting]
